@@ -1,0 +1,86 @@
+# m2ctr: the two commands are `make demo` and `make test`; everything else is a step of them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch is installed first so that the range in pyproject.toml
+# is already satisfied and pip never pulls a multi-GB CUDA build. Add index
+# options for your site in TORCH_PIP_ARGS if this exact wheel is not at hand.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+EXTRAS ?= dev
+
+export CTR_RAW_PATH ?= $(CURDIR)/data/raw
+export CTR_WAREHOUSE_DIR ?= $(CURDIR)/data/warehouse
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+DEMO_ROWS ?= 200000
+DEMO_DAYS ?= 14
+DEMO_SEED ?= 7
+DEMO_RUN ?= runs/demo-fusion
+PYTEST_ARGS ?=
+
+.PHONY: help install demo data features quality train test test-fast bench clean
+
+help:
+	@echo "make demo      sample logs -> dbt build -> data quality -> trainer fit fusion -> test metrics"
+	@echo "make test      install into $(VENV) and run the whole test suite"
+	@echo "make test-fast the suite without the slow end-to-end tests"
+	@echo "make features  dbt build of the warehouse from CTR_RAW_PATH into CTR_WAREHOUSE_DIR"
+	@echo "make quality   Great Expectations suites over the built warehouse"
+	@echo "make bench     benchmarks (installs the bench extra)"
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+# Regenerated only when the requested sample differs from what is on disk.
+data: install
+	@want="$(DEMO_ROWS) $(DEMO_DAYS) $(DEMO_SEED)"; \
+	have=$$(cat "$(CTR_RAW_PATH)/.demo-args" 2>/dev/null || true); \
+	if [ "$$want" != "$$have" ]; then \
+	  rm -rf "$(CTR_RAW_PATH)"; \
+	  $(PY) -m synthetic generate --rows $(DEMO_ROWS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --out "$(CTR_RAW_PATH)"; \
+	  echo "$$want" > "$(CTR_RAW_PATH)/.demo-args"; \
+	else echo "sample logs already in $(CTR_RAW_PATH)"; fi
+
+features: install
+	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir ..
+
+quality: install
+	$(PY) -m expectations validate --target local
+
+train: install
+	rm -rf $(DEMO_RUN)
+	$(PY) -m trainer fit fusion --out $(DEMO_RUN)
+
+demo: data features quality train
+	@echo; echo "== test metrics ($(DEMO_RUN)/metrics.json) =="
+	@$(PY) -c "import json; m = json.load(open('$(DEMO_RUN)/metrics.json')); t = m['test']; \
+	print(json.dumps({k: t[k] for k in ('n', 'auc', 'gauc', 'logloss', 'per_scene_auc', 'cold_start')}, indent=2))"
+
+# pytest exits 5 when it collected no test: that is a failure, never a pass.
+test: install
+	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: PYTEST_ARGS += -m "not slow"
+test-fast: test
+
+bench:
+	$(MAKE) install EXTRAS=dev,bench
+	$(PY) bench/warehouse.py
+	$(PY) bench/trainer.py
+	$(PY) bench/embeddings.py
+
+clean:
+	rm -rf data runs reports warehouse/target warehouse/logs spark-warehouse metastore_db derby.log
