@@ -18,6 +18,8 @@ export CTR_WAREHOUSE_DIR ?= $(CURDIR)/data/warehouse
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
+# The demo always reads its own sample, whatever CTR_RAW_PATH says outside it.
+DEMO_RAW ?= $(CURDIR)/data/raw
 DEMO_ROWS ?= 200000
 DEMO_DAYS ?= 14
 DEMO_SEED ?= 7
@@ -38,17 +40,17 @@ install: $(VENV)/.installed-$(EXTRAS)
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-# Regenerated only when the requested sample differs from what is on disk.
+# Regenerated only when the requested sample differs from what is on disk; the
+# generator replaces only its own files, never other CSVs in that directory.
+demo data: export CTR_RAW_PATH = $(DEMO_RAW)
 data: install
 	@want="$(DEMO_ROWS) $(DEMO_DAYS) $(DEMO_SEED)"; \
 	have=$$(cat "$(CTR_RAW_PATH)/.demo-args" 2>/dev/null || true); \
 	if [ "$$want" != "$$have" ]; then \
-	  rm -rf "$(CTR_RAW_PATH)"; \
 	  $(PY) -m synthetic generate --rows $(DEMO_ROWS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --out "$(CTR_RAW_PATH)"; \
 	  echo "$$want" > "$(CTR_RAW_PATH)/.demo-args"; \
 	else echo "sample logs already in $(CTR_RAW_PATH)"; fi
