@@ -1,0 +1,161 @@
+"""AUC, logloss, GAUC and the per-scene / cold-start slices of `metrics.json`.
+
+AUC is the rank-sum (Mann-Whitney) statistic with tied scores sharing their
+average rank, computed for many groups at once with one sort; a group with a
+single class has no AUC and is reported as None (null in JSON).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import COLD_NAMES
+
+
+def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group AUC and group size; groups are dense ints 0..G-1. AUC is nan for one-class groups."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(p, np.float64)
+    g = np.asarray(groups, np.int64)
+    n_groups = int(g.max()) + 1 if g.size else 0
+    order = np.lexsort((p, g))
+    g, p, y = g[order], p[order], y[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    starts = np.flatnonzero(new_group)
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)])) + 1.0
+    new_tie = new_group | np.r_[True, p[1:] != p[:-1]]
+    tie = np.cumsum(new_tie) - 1
+    rank = (np.bincount(tie, rank) / np.bincount(tie))[tie]
+    n = np.bincount(g, minlength=n_groups).astype(np.float64)
+    n_pos = np.bincount(g, y, minlength=n_groups)
+    n_neg = n - n_pos
+    rank_pos = np.bincount(g, rank * y, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc, n
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    if len(y) == 0:
+        return None
+    value = grouped_auc(y, p, np.zeros(len(y), np.int64))[0][0]
+    return None if np.isnan(value) else float(value)
+
+
+def logloss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float | None:
+    if len(y) == 0:
+        return None
+    y = np.asarray(y, np.float64)
+    p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def gauc(y: np.ndarray, p: np.ndarray, users: np.ndarray) -> float | None:
+    """Impression-weighted mean of per-user AUC over users who have both clicks and non-clicks."""
+    if len(y) == 0:
+        return None
+    _, codes = np.unique(np.asarray(users), return_inverse=True)
+    per_user, n = grouped_auc(y, p, codes.ravel())
+    ok = ~np.isnan(per_user)
+    if not ok.any():
+        return None
+    return float(np.sum(per_user[ok] * n[ok]) / np.sum(n[ok]))
+
+
+def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> dict:
+    """The `val` / `test` block of metrics.json for predictions `p` on `split`."""
+    y = split["label"]
+    per_scene = {}
+    for idx, scene in enumerate(scenes):
+        mask = split["scene"] == idx
+        per_scene[str(scene)] = auc(y[mask], p[mask])
+    cold = {}
+    for side, key in (("user", "cold_user"), ("item", "cold_item")):
+        cold[side] = {}
+        for b, name in enumerate(COLD_NAMES):
+            mask = split[key] == b
+            cold[side][name] = {"n": int(mask.sum()), "auc": auc(y[mask], p[mask])}
+    return {
+        "n": len(y),
+        "auc": auc(y, p),
+        "logloss": logloss(y, p),
+        "gauc": gauc(y, p, split["user_id"]),
+        "per_scene_auc": per_scene,
+        "cold_start": cold,
+    }
+
+
+def summarise_extras(split: dict[str, np.ndarray], extras: dict[str, np.ndarray], scenes) -> dict:
+    """Mean of each per-row model output (e.g. fusion's alpha) overall, per scene, per cold bucket."""
+    out = {}
+    for name, values in extras.items():
+        v = np.asarray(values, np.float64).reshape(len(values), -1).mean(1)
+        out[name] = {
+            "mean": float(v.mean()),
+            "per_scene": {
+                str(s): (float(v[split["scene"] == i].mean()) if (split["scene"] == i).any() else None)
+                for i, s in enumerate(scenes)
+            },
+            "cold_user": {
+                n: (float(v[split["cold_user"] == b].mean()) if (split["cold_user"] == b).any() else None)
+                for b, n in enumerate(COLD_NAMES)
+            },
+            "cold_item": {
+                n: (float(v[split["cold_item"] == b].mean()) if (split["cold_item"] == b).any() else None)
+                for b, n in enumerate(COLD_NAMES)
+            },
+        }
+    return out
+
+
+def fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def cold_start_markdown(metrics: dict) -> str:
+    """The cold-start report: AUC and impressions per bucket, validation and test."""
+    lines = [
+        f"# Cold-start report: {metrics['model']}",
+        "",
+        (
+            "Buckets count a user's (item's) impressions on the training days "
+            f"({', '.join(metrics['split']['train_days'])}): zero = 0, few = 1..4, warm = 5 or more."
+        ),
+        "",
+    ]
+    for part in ("val", "test"):
+        m = metrics[part]
+        days = ", ".join(metrics["split"][f"{part}_days"])
+        lines += [
+            (
+                f"## {'Validation' if part == 'val' else 'Test'} ({days}): "
+                f"n={m['n']}, AUC {fmt(m['auc'])}, GAUC {fmt(m['gauc'])}, logloss {fmt(m['logloss'])}"
+            ),
+            "",
+            "| side | bucket | impressions | share | AUC |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for side in ("user", "item"):
+            for name in COLD_NAMES:
+                b = m["cold_start"][side][name]
+                share = b["n"] / m["n"] if m["n"] else 0.0
+                lines.append(f"| {side} | {name} | {b['n']} | {share:.1%} | {fmt(b['auc'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary_text(metrics: dict, part: str = "test") -> str:
+    """A few lines for the terminal: overall, per scene, cold buckets."""
+    m = metrics[part]
+    scenes = "  ".join(f"{s}:{fmt(a)}" for s, a in m["per_scene_auc"].items())
+    cold = "  ".join(
+        f"{side}/{name}:{fmt(m['cold_start'][side][name]['auc'])} (n={m['cold_start'][side][name]['n']})"
+        for side in ("user", "item")
+        for name in COLD_NAMES
+    )
+    return (
+        f"{part} n={m['n']}  AUC {fmt(m['auc'])}  GAUC {fmt(m['gauc'])}  logloss {fmt(m['logloss'])}\n"
+        f"  per-scene AUC  {scenes}\n"
+        f"  cold-start AUC {cold}"
+    )
