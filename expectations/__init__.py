@@ -1,0 +1,12 @@
+"""Great Expectations suites over the warehouse; `python -m expectations validate`."""
+
+# In run order: training_samples is compared to stg_impressions, stg_impressions to raw.
+SUITE_NAMES = [
+    "raw",
+    "stg_impressions",
+    "quarantine_impressions",
+    "user_features_daily",
+    "item_features_daily",
+    "user_item_history",
+    "training_samples",
+]

@@ -1,0 +1,134 @@
+"""`python -m expectations validate`: data-quality suites over the built warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from expectations import SUITE_NAMES
+
+DESCRIPTION = """\
+Run the Great Expectations suites against the built warehouse, print a
+pass/fail table, write GX Data Docs HTML (<report-dir>/data_docs/index.html)
+and a JSON summary (<report-dir>/summary.json).
+Exit status: 0 all expectations pass, 1 any fails (or a table is missing),
+2 bad arguments.
+
+Environment (the same as the warehouse build):
+  CTR_WAREHOUSE_DIR  local target: tables at <dir>/<schema>.db/<model> (default data/warehouse)
+  CTR_LOCATION_ROOT  cluster target: tables at <root>/<schema>.db/<model>
+                     (e.g. hdfs://namenode:9000/data/antm2c)
+  CTR_SCHEMA         dbt schema (default m2ctr)
+  CTR_RAW_PATH       raw CSV: a directory of *.csv parts or one file (default data/raw)
+"""
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m expectations")
+    commands = parser.add_subparsers(dest="command", required=True)
+    v = commands.add_parser(
+        "validate",
+        help="run the suites against the built warehouse",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument(
+        "--target",
+        choices=["local", "cluster"],
+        default="local",
+        help="local: read $CTR_WAREHOUSE_DIR; cluster: read $CTR_LOCATION_ROOT (default: local)",
+    )
+    v.add_argument(
+        "--suite",
+        action="append",
+        choices=SUITE_NAMES,
+        metavar="NAME",
+        help=f"run only this suite; repeatable (default: all of {', '.join(SUITE_NAMES)})",
+    )
+    v.add_argument(
+        "--report-dir",
+        default="reports/data_quality",
+        help="where Data Docs and summary.json go (default: reports/data_quality)",
+    )
+    v.add_argument(
+        "--max-malformed-rate",
+        type=_rate,
+        default=0.05,
+        help="raw suite: largest share of records of each malformed kind (default: 0.05)",
+    )
+    v.add_argument(
+        "--label-rate-min",
+        type=_rate,
+        default=0.001,
+        help="training_samples: lowest sane click rate of a scene (default: 0.001)",
+    )
+    v.add_argument(
+        "--label-rate-max",
+        type=_rate,
+        default=0.5,
+        help="training_samples: highest sane click rate of a scene (default: 0.5)",
+    )
+    v.add_argument(
+        "--min-text-rate",
+        type=_rate,
+        default=0.5,
+        help="training_samples: lowest share of rows with a non-empty item_title and "
+        "item_entity_names (default: 0.5)",
+    )
+    v.add_argument("--all", action="store_true", help="list passing expectations too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.label_rate_min > args.label_rate_max:
+        parser.error("--label-rate-min is above --label-rate-max")
+    location_root = os.environ.get("CTR_LOCATION_ROOT")
+    if args.target == "cluster" and not location_root:
+        parser.error(
+            "--target cluster needs CTR_LOCATION_ROOT (e.g. hdfs://namenode:9000/data/antm2c)"
+        )
+
+    # Great Expectations and Spark load slowly: only once the arguments are known to be good.
+    from expectations.runner import Settings, format_table, validate, write_summary
+
+    chosen = args.suite or SUITE_NAMES
+    settings = Settings(
+        target=args.target,
+        warehouse_dir=os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse"),
+        schema=os.environ.get("CTR_SCHEMA", "m2ctr"),
+        location_root=location_root,
+        raw_path=os.environ.get("CTR_RAW_PATH", "data/raw"),
+        report_dir=args.report_dir,
+        suites=[s for s in SUITE_NAMES if s in chosen],
+        max_malformed_rate=args.max_malformed_rate,
+        label_rate_bounds=(args.label_rate_min, args.label_rate_max),
+        min_text_rate=args.min_text_rate,
+    )
+    summary = validate(settings)
+    summary_path = write_summary(summary, settings.report_dir)
+    print(format_table(summary["rows"], show_all=args.all))
+    print(f"summary:   {summary_path}")
+    print(f"data docs: {summary['data_docs']}")
+    if not summary["success"]:
+        failed = [name for name, s in summary["suites"].items() if not s["success"]]
+        print(f"data quality FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print("data quality passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

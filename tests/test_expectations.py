@@ -1,0 +1,354 @@
+"""Data-quality suites against a real warehouse build, clean and corrupted.
+
+One module-scoped `dbt build` (in-process, on the shared SparkSession) of a
+generated sample; each corruption rewrites one table with Spark into a copy of
+the build's schema directory and must make `python -m expectations validate`
+exit 1, naming the failing expectation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expectations.__main__ import main
+
+
+def spark_test(test):
+    """Needs the shared SparkSession (and most of them the module's dbt build)."""
+    return pytest.mark.slow(pytest.mark.spark(test))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+SCHEMA = "m2ctr_gx"
+
+
+@pytest.fixture(scope="module")
+def built(spark, dbt_build, spark_warehouse_dir, tmp_path_factory):
+    """(raw path, warehouse dir) of a clean build of a generated sample (schema SCHEMA)."""
+    raw = tmp_path_factory.mktemp("gx-raw")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synthetic",
+            "generate",
+            "--rows",
+            "20000",
+            "--days",
+            "8",
+            "--seed",
+            "1",
+            "--out",
+            str(raw),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    build = dbt_build(raw, SCHEMA)
+    assert build.success, build.failures()
+    return raw, spark_warehouse_dir
+
+
+@pytest.fixture
+def run(built, monkeypatch, tmp_path):
+    """Run the CLI in-process (sharing the SparkSession) against a warehouse dir."""
+    raw, _ = built
+
+    def _run(warehouse: Path, *args: str, report: Path | None = None) -> tuple[int, dict]:
+        monkeypatch.setenv("CTR_WAREHOUSE_DIR", str(warehouse))
+        monkeypatch.setenv("CTR_SCHEMA", SCHEMA)
+        monkeypatch.setenv("CTR_RAW_PATH", str(raw))
+        report = report or tmp_path / "report"
+        code = main(["validate", "--report-dir", str(report), *args])
+        summary = json.loads((report / "summary.json").read_text())
+        return code, summary
+
+    return _run
+
+
+def failing(summary: dict) -> set[tuple[str, str]]:
+    return {
+        (suite, e["description"])
+        for suite, s in summary["suites"].items()
+        for e in s["expectations"]
+        if not e["success"]
+    }
+
+
+def corrupt_copy(spark, warehouse: Path, dest: Path, model: str, transform) -> Path:
+    """Copy the warehouse and rewrite one table of the copy with Spark."""
+    shutil.copytree(warehouse / f"{SCHEMA}.db", dest / f"{SCHEMA}.db")
+    source = warehouse / f"{SCHEMA}.db" / model
+    target = dest / f"{SCHEMA}.db" / model
+    partitions = [p.name.split("=")[0] for p in _partition_levels(source)]
+    frame = transform(spark.read.orc(str(source)))
+    shutil.rmtree(target)
+    writer = frame.write.mode("overwrite")
+    if partitions:
+        writer = writer.partitionBy(*partitions)
+    writer.orc(str(target))
+    return dest
+
+
+def _partition_levels(path: Path) -> list[Path]:
+    levels = []
+    while True:
+        subdirs = sorted(p for p in path.iterdir() if p.is_dir() and "=" in p.name)
+        if not subdirs:
+            return levels
+        levels.append(subdirs[0])
+        path = subdirs[0]
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@spark_test
+def test_suites_pass_on_clean_build(built, run):
+    _, warehouse = built
+    # Kept in reports/ (git-ignored) so that CI can publish the clean build's report.
+    code, summary = run(warehouse, report=ROOT / "reports" / "data_quality")
+    print(f"data quality report: {summary['data_docs']}")
+    assert failing(summary) == set()
+    assert code == 0
+    assert set(summary["suites"]) == {
+        "raw",
+        "stg_impressions",
+        "quarantine_impressions",
+        "user_features_daily",
+        "item_features_daily",
+        "user_item_history",
+        "training_samples",
+    }
+    index = Path(summary["data_docs"])
+    assert index.name == "index.html" and index.exists()
+    html = index.read_text()
+    for suite in summary["suites"]:
+        assert suite in html, f"Data Docs index does not list {suite}"
+
+
+@spark_test
+def test_null_label_fails(spark, built, run, tmp_path):
+    from pyspark.sql import functions as F
+
+    _, warehouse = built
+    first = spark.read.orc(str(warehouse / f"{SCHEMA}.db" / "stg_impressions")).first()[
+        "impression_id"
+    ]
+    copy = corrupt_copy(
+        spark,
+        warehouse,
+        tmp_path / "wh",
+        "stg_impressions",
+        lambda df: df.withColumn(
+            "label", F.when(F.col("impression_id") == first, F.lit(None)).otherwise(F.col("label"))
+        ),
+    )
+    code, summary = run(copy, "--suite", "stg_impressions")
+    assert code == 1
+    assert ("stg_impressions", "expect_column_values_to_not_be_null(label)") in failing(summary)
+
+
+@spark_test
+def test_ctr_above_one_fails(spark, built, run, tmp_path):
+    from pyspark.sql import functions as F
+
+    _, warehouse = built
+    copy = corrupt_copy(
+        spark,
+        warehouse,
+        tmp_path / "wh",
+        "user_features_daily",
+        lambda df: df.withColumn(
+            "u_ctr_cum", F.when(F.col("u_imp_cum") > 0, F.lit(1.5)).otherwise(F.col("u_ctr_cum"))
+        ),
+    )
+    code, summary = run(copy, "--suite", "user_features_daily")
+    assert code == 1
+    assert ("user_features_daily", "expect_column_max_to_be_between(u_ctr_cum)") in failing(summary)
+
+
+@spark_test
+def test_duplicated_impression_id_fails(spark, built, run, tmp_path):
+    _, warehouse = built
+    copy = corrupt_copy(
+        spark,
+        warehouse,
+        tmp_path / "wh",
+        "stg_impressions",
+        lambda df: df.unionByName(df.limit(1)),
+    )
+    code, summary = run(copy, "--suite", "stg_impressions")
+    assert code == 1
+    assert ("stg_impressions", "expect_column_values_to_be_unique(impression_id)") in failing(
+        summary
+    )
+
+
+@spark_test
+def test_history_reaching_own_day_fails(spark, built, run, tmp_path):
+    from pyspark.sql import functions as F
+
+    _, warehouse = built
+    first = spark.read.orc(str(warehouse / f"{SCHEMA}.db" / "training_samples")).first()[
+        "impression_id"
+    ]
+    copy = corrupt_copy(
+        spark,
+        warehouse,
+        tmp_path / "wh",
+        "training_samples",
+        lambda df: df.withColumn(
+            "i_last_hist_date",
+            F.when(F.col("impression_id") == first, F.col("date")).otherwise(
+                F.col("i_last_hist_date")
+            ),
+        ),
+    )
+    code, summary = run(copy, "--suite", "training_samples")
+    assert code == 1
+    assert (
+        "training_samples",
+        "expect_column_pair_values_a_to_be_greater_than_b(date > i_last_hist_date)",
+    ) in failing(summary)
+
+
+@spark_test
+def test_missing_partition_day_fails(built, run, tmp_path):
+    _, warehouse = built
+    copy = tmp_path / "wh"
+    shutil.copytree(warehouse / f"{SCHEMA}.db", copy / f"{SCHEMA}.db")
+    days = sorted((copy / f"{SCHEMA}.db" / "training_samples").glob("date=*"))
+    shutil.rmtree(days[len(days) // 2])
+    code, summary = run(copy, "--suite", "training_samples")
+    assert code == 1
+    assert (
+        "training_samples",
+        "expect_column_distinct_values_to_equal_set(date)",
+    ) in failing(summary)
+
+
+@spark_test
+def test_missing_table_is_a_clear_failure(built, run, tmp_path, capsys):
+    _, warehouse = built
+    copy = tmp_path / "wh"
+    shutil.copytree(
+        warehouse / f"{SCHEMA}.db",
+        copy / f"{SCHEMA}.db",
+        ignore=shutil.ignore_patterns("item_features_daily"),
+    )
+    code, summary = run(copy, "--suite", "item_features_daily")
+    assert code == 1
+    assert summary["suites"]["item_features_daily"]["error"].startswith(
+        "table item_features_daily not found"
+    )
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    assert "table item_features_daily not found" in out.out
+
+
+@spark_test
+def test_malformed_share_above_threshold_fails(built, run):
+    _, warehouse = built
+    code, summary = run(warehouse, "--suite", "raw", "--max-malformed-rate", "0")
+    assert code == 1
+    assert ("raw", "expect_column_values_to_be_null(_corrupt_record)") in failing(summary)
+
+
+@spark_test
+def test_cluster_target_reads_location_root(built, run, monkeypatch):
+    _, warehouse = built
+    monkeypatch.setenv("CTR_LOCATION_ROOT", warehouse.as_uri())
+    code, summary = run(warehouse, "--target", "cluster", "--suite", "user_item_history")
+    assert code == 0, failing(summary)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "--max-malformed-rate", "2"],
+        ["validate", "--suite", "no_such_suite"],
+        ["validate", "--target", "moon"],
+        ["validate", "--label-rate-min", "0.6", "--label-rate-max", "0.5"],
+    ],
+)
+def test_bad_arguments_exit_2(args):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+
+
+def test_cluster_target_needs_location_root(monkeypatch):
+    monkeypatch.delenv("CTR_LOCATION_ROOT", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "--target", "cluster"])
+    assert exc.value.code == 2
+
+
+BASE_COLUMNS = [
+    "user_id", "item_id", "log_time", "label", "bill_entity_seq", "service_entity_seq",
+    "query_entity_seq", "item_entity_names", "item_title", "scene",
+]  # fmt: skip
+
+
+def _write_csv(path: Path, header: list[str] | None, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _record(user: str, log_time: str, n_deep: int) -> list[str]:
+    return [user, "i1", log_time, "1", "a,b", "", "", "tea", 'Tea, "green"\nleaf', "2"] + [
+        "0.5"
+    ] * n_deep
+
+
+def _validate_raw(raw: Path, monkeypatch, tmp_path) -> tuple[int, dict]:
+    monkeypatch.setenv("CTR_RAW_PATH", str(raw))
+    code = main(["validate", "--suite", "raw", "--report-dir", str(tmp_path / "report")])
+    return code, json.loads((tmp_path / "report" / "summary.json").read_text())
+
+
+@spark_test
+def test_raw_files_are_read_by_their_own_layout(spark, monkeypatch, tmp_path):
+    """A header naming a subset of deep features, in any order, next to headerless parts."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    header = [*BASE_COLUMNS, "deep_features_5", "deep_features_0"]
+    _write_csv(raw / "a.csv", header, [_record(f"u{k}", "2024/3/1 9:05", 2) for k in range(20)])
+    _write_csv(
+        raw / "b.csv", None, [_record(f"v{k}", "2024-03-02 10:00:00", 27) for k in range(20)]
+    )
+    (raw / "notes.txt").write_text("not a part\n")
+    code, summary = _validate_raw(raw, monkeypatch, tmp_path)
+    assert failing(summary) == set()
+    assert code == 0
+    assert {e["batch"] for e in summary["suites"]["raw"]["expectations"]} == {
+        "raw[a.csv]",
+        "raw[b.csv]",
+    }
+
+
+@spark_test
+def test_raw_file_without_a_required_column_fails(spark, monkeypatch, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    header = [c for c in BASE_COLUMNS if c != "scene"]
+    _write_csv(raw / "a.csv", header, [_record("u1", "2024/3/1 9:05", 0)[:-1] for _ in range(5)])
+    code, summary = _validate_raw(raw, monkeypatch, tmp_path)
+    assert code == 1
+    assert ("raw", "expect_table_columns_to_match_set") in failing(summary)
