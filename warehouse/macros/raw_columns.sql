@@ -1,0 +1,30 @@
+{#- The AntM2C column order of a headerless file; a header may name any subset of the deep features. -#}
+{% macro raw_columns() -%}
+  {%- set cols = ['user_id', 'item_id', 'log_time', 'label', 'bill_entity_seq', 'service_entity_seq',
+                  'query_entity_seq', 'item_entity_names', 'item_title', 'scene'] -%}
+  {%- for i in range(27) -%}{%- do cols.append('deep_features_' ~ i) -%}{%- endfor -%}
+  {{- return(cols) -}}
+{%- endmacro %}
+
+{% macro text_columns() -%}
+  {{- return(['bill_entity_seq', 'service_entity_seq', 'query_entity_seq', 'item_entity_names', 'item_title']) -}}
+{%- endmacro %}
+
+{% macro deep_feature_columns() -%}
+  {%- set cols = [] -%}
+  {%- for i in range(27) -%}{%- do cols.append('deep_features_' ~ i) -%}{%- endfor -%}
+  {{- return(cols) -}}
+{%- endmacro %}
+
+{% macro scenes() -%}
+  {{- return([0, 1, 2, 3, 4]) -}}
+{%- endmacro %}
+
+{#- A value written back as one CSV field: quoted (quotes doubled) when it needs to be. -#}
+{% macro csv_field(expr) -%}
+  case
+      when {{ expr }} is null then ''
+      when {{ expr }} rlike '[",\r\n]' then concat('"', replace({{ expr }}, '"', '""'), '"')
+      else {{ expr }}
+  end
+{%- endmacro %}
