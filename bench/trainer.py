@@ -1,17 +1,25 @@
 """Training throughput and AUC: our MMoE / PLE against torch-rechub's, same data and sizes.
 
     python bench/trainer.py [--table DIR] [--rows-per-day N] [--epochs E] [--threads T ...]
+                            [--rechub-fused] [--ours-bf16]
 
 Both implementations get the same preprocessed arrays (trainer.data: time split,
 train-only scalers and id vocabularies), the same id embedding width, experts,
-hidden units, towers, batch size, optimiser (AdamW), learning rate, seed, thread
-count and masked loss (each row's own scene). torch-rechub is fed the way its
-docs use it: one SparseFeature per id field and the dense block as one
-DenseFeature of the full width. The two take training steps in turn, so both
-see the same background load. Throughput counts the whole training step (batch gather,
-forward, backward, optimiser step); test AUC is taken after the epoch with the
-best validation AUC.
-Without --table the data is trainer.testing's generated table.
+hidden units, towers, batch size, learning rate, seed, thread count, batches
+(the training set shuffled once per epoch, then sliced) and masked loss (each
+row's own scene). Each side keeps its own optimiser setup: ours the trainer's
+(`trainer.train.Optimizers`: sparse embedding gradients and SparseAdam for the
+id table, fused AdamW for the rest), torch-rechub one AdamW with default options
+over all its parameters (`--rechub-fused` gives it the fused AdamW kernel too).
+torch-rechub is fed the way its docs use it: one SparseFeature per id field and
+the dense block as one DenseFeature of the full width. Both train in float32
+unless `--ours-bf16` (the trainer's `precision="bfloat16"`: autocast matmuls).
+
+The two take training steps in turn, so both see the same background load.
+Throughput counts the whole training step (batch slicing, forward, backward,
+optimiser step) plus each epoch's shuffle; test AUC is taken after the epoch
+with the best validation AUC. Without --table the data is trainer.testing's
+generated table.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from trainer import metrics as M
 from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, load_split, split_days
 from trainer.models import get_model
 from trainer.testing import write_sample_table
-from trainer.train import masked_bce
+from trainer.train import Optimizers, masked_bce
 
 
 def load_data(table_path: str | None, rows_per_day: int, days: int, seed: int):
@@ -58,12 +66,19 @@ class Ours:
         else:
             hp.update(n_levels=a.levels, n_specific=a.specific, n_shared=a.shared)
         self.model = get_model(kind)(spec, **hp)
+        self.bf16 = a.ours_bf16
 
-    def batch(self, t, idx):
-        return {k: t[k][idx] for k in ("ids", "dense", "scene", "label")}
+    def optimizer(self, a):
+        return Optimizers(self.model, a.lr, weight_decay=0.01)  # AdamW's default decay, as rechub's
+
+    def batch(self, t, rows):
+        return {k: t[k][rows] for k in ("ids", "dense", "scene", "label")}
 
     def loss(self, b):
-        return masked_bce(self.model(b), b["scene"], b["label"])
+        # --ours-bf16: matmuls in bfloat16 under autocast (weights, optimiser and eval stay float32)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(b)
+        return masked_bce(logits.float(), b["scene"], b["label"])
 
     def probs(self, b):
         return torch.sigmoid(self.model(b).gather(1, b["scene"][:, None]).squeeze(1))
@@ -85,10 +100,13 @@ class Rechub:
         else:
             self.model = PLE(feats, tasks, a.levels, a.specific, a.shared, experts, towers)
 
-    def batch(self, t, idx):
-        ids = t["ids"][idx]
-        return {"user_id": ids[:, 0], "item_id": ids[:, 1], "dense": t["dense"][idx],
-                "scene": t["scene"][idx], "label": t["label"][idx]}
+    def optimizer(self, a):
+        return torch.optim.AdamW(self.model.parameters(), lr=a.lr, fused=a.rechub_fused or None)
+
+    def batch(self, t, rows):
+        ids = t["ids"][rows]
+        return {"user_id": ids[:, 0], "item_id": ids[:, 1], "dense": t["dense"][rows],
+                "scene": t["scene"][rows], "label": t["label"][rows]}
 
     def _own(self, b):  # rechub's towers end in a sigmoid: [B, n_scenes] probabilities
         return self.model(b).gather(1, b["scene"][:, None]).squeeze(1)
@@ -106,17 +124,17 @@ class Rechub:
 def step(side, opt, batch) -> float:
     t0 = time.perf_counter()
     loss = side.loss(batch)
-    opt.zero_grad(set_to_none=True)
+    opt.zero_grad()
     loss.backward()
     opt.step()
     return time.perf_counter() - t0
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def eval_auc(side, t, y) -> float:
     side.model.eval()
     n = len(y)
-    p = torch.cat([side.probs(side.batch(t, torch.arange(s, min(s + 8192, n)))) for s in range(0, n, 8192)])
+    p = torch.cat([side.probs(side.batch(t, slice(s, s + 8192))) for s in range(0, n, 8192)])
     return M.auc(y, p.double().numpy())
 
 
@@ -128,21 +146,22 @@ def compare(kind, data, spec, a, threads) -> list[dict]:
     for name, cls in (("ours", Ours), ("torch-rechub", Rechub)):
         torch.manual_seed(a.seed)
         side = cls(kind, spec, a)
-        opt = torch.optim.AdamW(side.model.parameters(), lr=a.lr)
-        sides[name] = {"side": side, "opt": opt, "gen": torch.Generator().manual_seed(a.seed),
+        sides[name] = {"side": side, "opt": side.optimizer(a), "gen": torch.Generator().manual_seed(a.seed),
                        "rows": 0, "secs": 0.0, "best_val": -1.0, "test_auc": None}
     n, bs = len(train["label"]), a.batch_size
     for epoch in range(a.epochs):
         for s in sides.values():
             s["side"].model.train()
-            s["perm"] = torch.randperm(n, generator=s["gen"])
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=s["gen"])
+            s["shuffled"] = {k: v[perm] for k, v in train.items()}
+            s["secs"] += time.perf_counter() - t0
         # the two take steps in turn (order swapped every step), so both see the same load
         for i, start in enumerate(range(0, n - bs + 1, bs)):  # full batches (rechub's BatchNorm)
             for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
                 s = sides[name]
-                idx = s["perm"][start : start + bs]
                 t0 = time.perf_counter()
-                batch = s["side"].batch(train, idx)
+                batch = s["side"].batch(s["shuffled"], slice(start, start + bs))
                 s["secs"] += time.perf_counter() - t0 + step(s["side"], s["opt"], batch)
                 s["rows"] += bs
         for s in sides.values():  # the epoch with the best validation AUC gives the test AUC
@@ -176,6 +195,9 @@ def main() -> None:
     p.add_argument("--expert-dims", type=int, nargs="+", default=[128, 64])
     p.add_argument("--tower-dims", type=int, nargs="+", default=[32])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rechub-fused", action="store_true", help="give torch-rechub's AdamW the fused kernel too")
+    p.add_argument("--ours-bf16", action="store_true",
+                   help="train ours with bfloat16 autocast on CPU (not the trainer's default; rechub stays float32)")
     a = p.parse_args()
 
     data, spec = load_data(a.table, a.rows_per_day, a.days, a.seed)

@@ -122,3 +122,10 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
         return Build(schema, spark_warehouse_dir, bool(result.success), result)
 
     return build
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Point at the data-quality report that the clean-build validation test leaves behind."""
+    report = ROOT / "reports" / "data_quality" / "data_docs" / "index.html"
+    if report.exists():
+        terminalreporter.write_line(f"data-quality report: {report}")

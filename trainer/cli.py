@@ -64,6 +64,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with "
+                        "bf16 support, weights and evaluation stay float32 (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     text = p.add_argument_group("text (mmoe --text, fusion)")
     text.add_argument("--text", action="store_true", help="add whitened text vectors of user and item to the input")

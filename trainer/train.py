@@ -91,7 +91,7 @@ def model_keys(arrays: dict, blocks: list[str]) -> list[str]:
     return [k for k in (*BASE_KEYS, *blocks) if k in arrays]
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all, not just no gradients
 def predict_arrays(model, arrays: dict, keys: list[str], device, batch_size: int):
     """Own-scene click probabilities (float64) for every row, plus any per-row extras."""
     model.eval()
@@ -134,33 +134,72 @@ def write_json(path: Path, obj) -> None:
 # ---------------------------------------------------------------------------- training
 
 
+class Optimizers:
+    """Lazy Adam on the id embedding tables, AdamW (fused kernel on CPU) on every other weight.
+
+    A batch touches about a thousand of the tables' rows, yet a dense embedding gradient makes
+    AdamW read and write every row of the table (and its two moment buffers) each step, the
+    largest cost of a step after the expert matmuls. With `sparse=True` the gradient holds only
+    the batch's rows and SparseAdam updates just those rows and their moments (no weight decay
+    on embeddings, as is usual for id tables).
+    """
+
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float):
+        tables = []
+        for m in model.modules():
+            if isinstance(m, torch.nn.Embedding) and m.max_norm is None:
+                m.sparse = True
+                tables.append(m.weight)
+        in_tables = {id(p) for p in tables}
+        rest = [p for p in model.parameters() if id(p) not in in_tables]
+        fused = all(p.device.type in ("cpu", "cuda") for p in rest)
+        self.opts = [torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, fused=fused or None)]
+        if tables:
+            self.opts.append(torch.optim.SparseAdam(tables, lr=lr))
+
+    def zero_grad(self) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+
 def train_loop(model, train: dict, val: dict, keys: list[str], cfg: dict, device) -> list[dict]:
-    """AdamW with early stopping on validation AUC; the best epoch's weights are restored."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    """SparseAdam + AdamW (`Optimizers`), early stopping on validation AUC; the best epoch's weights are restored."""
+    opt = Optimizers(model, cfg["lr"], cfg["weight_decay"])
     sw = cfg.get("scene_weight_values")
     sw = None if sw is None else torch.tensor(sw, dtype=torch.float32, device=device)
     tensors = {k: torch.from_numpy(train[k]) for k in keys}
     n, bs = len(train["label"]), cfg["batch_size"]
     gen = torch.Generator().manual_seed(cfg["seed"])
+    # "bfloat16": forward matmuls under autocast (about half the step time on CPUs with
+    # avx512_bf16, see bench/trainer.py --ours-bf16); weights, optimiser and evaluation stay float32
+    amp = cfg.get("precision", "float32") == "bfloat16"
     best_auc, best_state, best_epoch, history = float("-inf"), None, -1, []
     for epoch in range(cfg["epochs"]):
         model.train()
+        # shuffle the whole training set once per epoch, then every batch is a contiguous slice
+        # (a view): no per-step gather or allocation for the inputs
         perm = torch.randperm(n, generator=gen)
+        shuffled = {k: v[perm].to(device) for k, v in tensors.items()}
         bar = tqdm(
             range(0, n, bs), desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
             file=sys.stderr, mininterval=1.0, disable=cfg.get("quiet", False),
         )
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, start in enumerate(bar):
-            idx = perm[start : start + bs]
-            batch = {k: v[idx].to(device, non_blocking=True) for k, v in tensors.items()}
-            logits, _ = split_output(model(batch))
-            loss = masked_bce(logits, batch["scene"], batch["label"], sw)
-            opt.zero_grad(set_to_none=True)
+            batch = {k: v[start : start + bs] for k, v in shuffled.items()}
+            rows = len(batch["label"])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, _ = split_output(model(batch))
+            loss = masked_bce(logits.float(), batch["scene"], batch["label"], sw)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
+            seen += rows
+            loss_sum += loss.item() * rows
             if step % 20 == 0:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{rate:,.0f}", refresh=False)
@@ -261,6 +300,7 @@ def fit(args) -> Path:
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "threads": threads,
+        "precision": getattr(args, "precision", "float32"),
         "device": str(device),
         "scene_weights": args.scene_weights,
         "scene_weight_values": (

@@ -20,16 +20,23 @@ class Inputs(nn.Module):
         self.blocks = list(spec.get("blocks", {}))
         self.out_dim = len(cards) * emb_dim + spec["n_dense"] + sum(spec.get("blocks", {}).values())
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def parts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(id embeddings [B, n_fields*emb_dim], float inputs [B, n_dense + blocks]); `forward`
+        is the two side by side."""
         emb = self.embedding(batch["ids"] + self.offsets).flatten(1)
-        return torch.cat([emb, batch["dense"], *(batch[b] for b in self.blocks)], dim=1)
+        rest = torch.cat([batch["dense"], *(batch[b] for b in self.blocks)], dim=1) if self.blocks else batch["dense"]
+        return emb, rest
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return torch.cat(self.parts(batch), dim=1)
 
 
 class BatchedLinear(nn.Module):
     """`n` independent linear maps applied in one einsum.
 
-    Input [B, d_in] (the same input for all n) or [B, n, d_in] (one input each);
-    output [B, n, d_out].
+    Input [B, d_in] (the same input for all n), or that input as a pair of column blocks
+    (needs an input gradient, constant) as `Inputs.parts` gives it, or [B, n, d_in] (one input
+    each); output [B, n, d_out].
     """
 
     def __init__(self, n: int, d_in: int, d_out: int):
@@ -38,12 +45,23 @@ class BatchedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, d_out).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x) -> torch.Tensor:
+        if isinstance(x, tuple):
+            # (embeddings, constant inputs), the columns of one shared input: two GEMMs into one
+            # output so the backward computes an input gradient for the embedding columns only
+            head, tail = x
+            n, d_in, d_out = self.weight.shape
+            w = self.weight.permute(1, 0, 2).reshape(d_in, n * d_out)
+            k = head.shape[1]
+            out = torch.addmm(self.bias.reshape(-1), tail, w[k:])
+            # in-place ops are outside autocast: match the dtype autocast gave `out`
+            return out.addmm_(head.to(out.dtype), w[:k].to(out.dtype)).view(-1, n, d_out)
         if x.dim() == 2:
             # all n maps share one input: a single [B, d_in] x [d_in, n*d_out] matmul
             n, d_in, d_out = self.weight.shape
             w = self.weight.permute(1, 0, 2).reshape(d_in, n * d_out)
-            return (x @ w).view(-1, n, d_out) + self.bias
+            # the bias rides in the GEMM (addmm), not in a second pass over the [B, n*d_out] output
+            return torch.addmm(self.bias.reshape(-1), x, w).view(-1, n, d_out)
         # bmm over experts on transposed views: chains of layers pass strides, not copies
         return torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight).transpose(0, 1)
 

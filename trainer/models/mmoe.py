@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from .layers import BatchedMLP, Inputs, merge_hparams, mix, towers
@@ -28,8 +29,10 @@ class MMoE(nn.Module):
         self.towers = towers(self.n_scenes, self.experts.out_dim, hp["tower_dims"])
 
     def forward(self, batch):
-        x = self.inputs(batch)                                            # [B, d_in]
-        experts = self.experts(x)                                         # [B, E, h]
+        emb, rest = self.inputs.parts(batch)
+        x = torch.cat([emb, rest], dim=1)                                 # [B, d_in]
+        # the experts take the two parts: no input gradient is computed for the float columns
+        experts = self.experts((emb, rest))                               # [B, E, h]
         gates = self.gates(x).view(-1, self.n_scenes, self.n_experts).softmax(-1)  # [B, S, E]
         mixed = mix(gates, experts)                                       # [B, S, h]
         return self.towers(mixed).squeeze(-1)                             # [B, S]

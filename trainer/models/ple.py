@@ -33,11 +33,12 @@ class Extraction(nn.Module):
         self.shared_gate = None if last else nn.Linear(d_in, n_all)
         self.out_dim = self.experts.out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, d_in] for the first layer, else [B, S+1, d_in] (one input per scene + shared)
+    def forward(self, x) -> torch.Tensor:
+        # x: Inputs.parts (embeddings, float inputs) for the first layer, else [B, S+1, d_in]
+        # (one input per scene + shared)
         if self.first:
             experts = self.experts(x)                                     # [B, n_all, h]
-            scene_in = shared_in = x
+            scene_in = shared_in = torch.cat(x, dim=1)                    # [B, d_in]
         else:
             b, d = x.shape[0], x.shape[-1]
             scene_in, shared_in = x[:, : self.n_scenes], x[:, -1]
@@ -87,7 +88,7 @@ class PLE(nn.Module):
         self.towers = towers(spec["n_scenes"], d, hp["tower_dims"])
 
     def forward(self, batch):
-        x = self.inputs(batch)
+        x = self.inputs.parts(batch)  # the first experts' input gradient skips the float inputs
         for level in self.levels:
             x = level(x)
         return self.towers(x).squeeze(-1)                                 # [B, S]
