@@ -1,0 +1,98 @@
+"""On-disk vector cache: each unique text is encoded once per (model id, pooling).
+
+Layout: ``<cache_dir>/<model id>/<pooling>/part-<uuid>.parquet`` with columns
+``model_id``, ``pooling``, ``text_sha1`` and ``vector`` (fixed-size list of float32).
+Every call that encodes something appends one part file (written to a temporary name and
+renamed, so a concurrent reader never sees half a file); many parts are compacted on load.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embeddings.text import text_key
+
+COMPACT_AFTER_PARTS = 64
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+class CachedEncoder:
+    """Wraps an encoder: ``vectors(texts)`` returns one row per text, encoding only texts
+    seen neither in this process nor in the cache directory. ``n_encoded`` counts texts that
+    went through the model, ``n_cache_hits`` those read back from disk."""
+
+    def __init__(self, encoder, cache_dir: str | Path | None):
+        self.encoder = encoder
+        self.dir = Path(cache_dir) / _safe(encoder.model_id) / _safe(encoder.pooling) if cache_dir else None
+        self._memory: dict[str, np.ndarray] = {}
+        self._on_disk: dict[str, np.ndarray] | None = None
+        self.n_encoded = 0
+        self.n_cache_hits = 0
+
+    def _disk(self) -> dict[str, np.ndarray]:
+        if self._on_disk is None:
+            self._on_disk = {}
+            parts = sorted(self.dir.glob("part-*.parquet")) if self.dir and self.dir.is_dir() else []
+            if parts:
+                table = pq.read_table(parts, columns=["text_sha1", "vector"])
+                vectors = table.column("vector").combine_chunks()
+                matrix = vectors.flatten().to_numpy().reshape(len(table), vectors.type.list_size)
+                self._on_disk = dict(zip(table.column("text_sha1").to_pylist(), matrix))
+                if len(parts) > COMPACT_AFTER_PARTS:
+                    self._write(table.column("text_sha1").to_pylist(), matrix)
+                    for part in parts:
+                        part.unlink(missing_ok=True)
+        return self._on_disk
+
+    def _write(self, keys: list[str], matrix: np.ndarray) -> None:
+        if self.dir is None or not keys:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        dim = matrix.shape[1]
+        table = pa.table({
+            "model_id": pa.array([self.encoder.model_id] * len(keys)),
+            "pooling": pa.array([self.encoder.pooling] * len(keys)),
+            "text_sha1": pa.array(keys),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(matrix.astype(np.float32).ravel()), dim),
+        })
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.dir / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(self.dir / name)
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        keys = [text_key(text) for text in texts]
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts):
+            if key in self._memory or key in missing:
+                continue
+            found = self._disk().get(key)
+            if found is not None:
+                self._memory[key] = found
+                self.n_cache_hits += 1
+            else:
+                missing[key] = text
+        if missing:
+            encoded = self.encoder.encode(list(missing.values()))
+            self.n_encoded += len(missing)
+            self._memory.update(zip(missing, encoded))
+            self._write(list(missing), encoded)
+        if not keys:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([self._memory[key] for key in keys])
+
+    @property
+    def dim(self) -> int:
+        if self._memory:
+            return len(next(iter(self._memory.values())))
+        return self.encoder.dim

