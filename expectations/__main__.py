@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-malformed-rate",
         type=_rate,
         default=0.05,
-        help="raw suite: largest share of records of each malformed kind (default: 0.05)",
+        help="largest share of malformed records: of each kind of defect in the raw suite, "
+        "and of all rejected records together in quarantine_impressions (default: 0.05)",
     )
     v.add_argument(
         "--label-rate-min",

@@ -304,7 +304,16 @@ def _build_suite(name: str, settings: Settings, sources: Sources, params: dict):
             k: params[k] for k in ("raw_min_date", "raw_max_date")
         }
     if name == "quarantine_impressions":
-        return suites.quarantine_impressions_suite(), {}
+        # The share of all rejected records together, beside the raw suite's per-defect shares.
+        try:
+            if "stg_impressions_row_count" not in params:
+                params.update(_stg_reference(sources))
+        except TableMissing:
+            return suites.quarantine_impressions_suite(with_share=False), {}
+        total = params["stg_impressions_row_count"] + sources.dataframe(name).count()
+        return suites.quarantine_impressions_suite(with_share=True), {
+            "max_quarantined_rows": int(settings.max_malformed_rate * total)
+        }
     columns = sources.dataframe(name).columns
     if name in suites.FEATURE_TABLE_KEYS:
         return suites.feature_table_suite(name, columns), {}

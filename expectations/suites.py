@@ -185,15 +185,20 @@ def stg_impressions_suite(with_raw_range: bool) -> gx.ExpectationSuite:
     return _suite("stg_impressions", checks)
 
 
-def quarantine_impressions_suite() -> gx.ExpectationSuite:
-    return _suite(
-        "quarantine_impressions",
-        [
-            gxe.ExpectColumnToExist(column="reject_reason"),
-            gxe.ExpectColumnValuesToNotBeNull(column="reject_reason"),
-            gxe.ExpectColumnValuesToBeInSet(column="reject_reason", value_set=REJECT_REASONS),
-        ],
-    )
+def quarantine_impressions_suite(with_share: bool) -> gx.ExpectationSuite:
+    checks: list[gxe.Expectation] = [
+        gxe.ExpectColumnToExist(column="reject_reason"),
+        gxe.ExpectColumnValuesToNotBeNull(column="reject_reason"),
+        gxe.ExpectColumnValuesToBeInSet(column="reject_reason", value_set=REJECT_REASONS),
+    ]
+    if with_share:
+        # At most --max-malformed-rate of all raw records (staged + quarantined) rejected.
+        checks.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=0, max_value={"$PARAMETER": "max_quarantined_rows"}
+            )
+        )
+    return _suite("quarantine_impressions", checks)
 
 
 def feature_table_suite(name: str, columns: list[str]) -> gx.ExpectationSuite:

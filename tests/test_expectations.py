@@ -268,6 +268,14 @@ def test_malformed_share_above_threshold_fails(built, run):
 
 
 @spark_test
+def test_quarantined_share_above_threshold_fails(built, run):
+    _, warehouse = built
+    code, summary = run(warehouse, "--suite", "quarantine_impressions", "--max-malformed-rate", "0.001")
+    assert code == 1
+    assert ("quarantine_impressions", "expect_table_row_count_to_be_between") in failing(summary)
+
+
+@spark_test
 def test_cluster_target_reads_location_root(built, run, monkeypatch):
     _, warehouse = built
     monkeypatch.setenv("CTR_LOCATION_ROOT", warehouse.as_uri())
