@@ -1,9 +1,11 @@
 -- Every raw record (header lines aside) lands in exactly one of stg_impressions / quarantine_impressions.
+-- The records are counted in base_raw_impressions, the CSV source stored as is (one row per CSV
+-- record), so the CSV is not parsed again.
 with raw_records as (
 
     select count(*) as n
-    from {{ source('raw', 'impressions_csv') }}
-    where not coalesce(c0 = 'user_id' and c1 = 'item_id', false)
+    from {{ ref('base_raw_impressions') }}
+    where not is_header
 
 ),
 

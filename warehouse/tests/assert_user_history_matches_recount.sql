@@ -13,19 +13,33 @@ impressions as (
 
 ),
 
+-- Counted per user and day first, straight from stg_impressions, so the range join below pairs
+-- days with days instead of every impression with every later date of its user.
+impressions_daily as (
+
+    select
+        user_id,
+        date,
+        count(*) as imp,
+        sum(label) as clk
+    from impressions
+    group by user_id, date
+
+),
+
 recount as (
 
     select
         samples.user_id,
         samples.date,
-        count_if(impressions.date >= date_sub(samples.date, 7)) as imp_7d,
-        coalesce(sum(case when impressions.date >= date_sub(samples.date, 7) then impressions.label end), 0) as clk_7d,
-        count(impressions.date) as imp_cum,
-        coalesce(sum(impressions.label), 0) as clk_cum
+        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, 7) then impressions_daily.imp end), 0) as imp_7d,
+        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, 7) then impressions_daily.clk end), 0) as clk_7d,
+        coalesce(sum(impressions_daily.imp), 0) as imp_cum,
+        coalesce(sum(impressions_daily.clk), 0) as clk_cum
     from samples
-    left join impressions
-        on samples.user_id = impressions.user_id
-        and impressions.date < samples.date
+    left join impressions_daily
+        on samples.user_id = impressions_daily.user_id
+        and impressions_daily.date < samples.date
     group by samples.user_id, samples.date
 
 )

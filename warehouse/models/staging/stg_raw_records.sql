@@ -6,48 +6,9 @@
 {%- set raw_cols = raw_columns() -%}
 {%- set n_cols = raw_cols | length -%}
 
-with source as (
+with raw as (
 
-    select * from {{ source('raw', 'impressions_csv') }}
-
-),
-
-parsed as (
-
-    select
-        regexp_extract(input_file_name(), '([^/]*)$', 1) as source_file,
-        {%- for c in raw_cols %}
-        c{{ loop.index0 }},
-        {%- endfor %}
-        regexp_replace(_corrupt_record, '\r$', '') as corrupt_text,
-        -- Spark fills _corrupt_record only when a record does not have exactly {{ n_cols }} fields;
-        -- then its field count is the number of commas outside quoted sections, plus one.
-        case
-            when _corrupt_record is null then {{ n_cols }}
-            else size(split(regexp_replace(_corrupt_record, '"([^"]|"")*"', ''), ',', -1))
-        end as n_fields,
-        coalesce(c0 = 'user_id' and c1 = 'item_id', false) as is_header
-    from source
-
-),
-
-fields as (
-
-    -- Spark guesses a file's line separator from its first line break, which may sit inside a
-    -- quoted field; then the last field of each \r\n-terminated record keeps a trailing \r.
-    select
-        source_file,
-        array(
-            {%- for c in raw_cols %}
-            if(n_fields = {{ loop.index }} and endswith(c{{ loop.index0 }}, '\r'),
-               left(c{{ loop.index0 }}, length(c{{ loop.index0 }}) - 1),
-               c{{ loop.index0 }}){{ ',' if not loop.last }}
-            {%- endfor %}
-        ) as vals,
-        corrupt_text,
-        n_fields,
-        is_header
-    from parsed
+    select * from {{ ref('base_raw_impressions') }}
 
 ),
 
@@ -60,30 +21,74 @@ headers as (
         {%- for c in raw_cols %}
         cast(first(array_position(vals, '{{ c }}')) as int) as pos_{{ c }}{{ ',' if not loop.last }}
         {%- endfor %}
-    from fields
+    from raw
     where is_header
     group by source_file
 
 ),
 
+duplicated as (
+
+    -- Byte-identical records of one file (rare): only these need an occurrence number, so only
+    -- their keys are aggregated and only their rows are shuffled to number them.
+    select
+        source_file,
+        record_hash
+    from raw
+    where not is_header
+    group by source_file, record_hash
+    having count(*) > 1
+
+),
+
+numbered as (
+
+    select /*+ broadcast(duplicated) */
+        raw.*,
+        1 as occurrence
+    from raw
+    left anti join duplicated
+        on raw.source_file = duplicated.source_file
+        and raw.record_hash = duplicated.record_hash
+    where not raw.is_header
+
+    union all
+
+    -- Identical records get distinct ids through their occurrence number; which copy gets
+    -- which number does not matter, the set of ids is the same on every rebuild.
+    select /*+ broadcast(duplicated) */
+        raw.*,
+        row_number() over (
+            partition by raw.source_file, raw.record_hash order by raw.record_hash
+        ) as occurrence
+    from raw
+    left semi join duplicated
+        on raw.source_file = duplicated.source_file
+        and raw.record_hash = duplicated.record_hash
+    where not raw.is_header
+
+),
+
 records as (
 
-    select
-        fields.source_file,
-        fields.vals,
-        fields.corrupt_text,
-        fields.n_fields,
+    -- At most one header row per file: broadcast, so the records are not shuffled for the join.
+    select /*+ broadcast(headers) */
+        numbered.source_file,
+        numbered.vals,
+        numbered.corrupt_text,
+        numbered.n_fields,
+        numbered.record_hash,
+        numbered.occurrence,
         coalesce(headers.header_fields, {{ n_cols }}) as expected_fields,
         {%- for c in raw_cols %}
         case
-            when headers.source_file is null then fields.vals[{{ loop.index0 }}]
-            when headers.pos_{{ c }} > 0 then element_at(fields.vals, headers.pos_{{ c }})
+            when headers.source_file is null then numbered.vals[{{ loop.index0 }}]
+            when headers.pos_{{ c }} > 0 then element_at(numbered.vals, headers.pos_{{ c }})
         end as {{ c }}_raw{{ ',' if not loop.last }}
         {%- endfor %}
-    from fields
+    from numbered
     left join headers
-        on fields.source_file = headers.source_file
-    where not fields.is_header
+        on numbered.source_file = headers.source_file
 
 ),
 
@@ -98,11 +103,7 @@ typed as (
                 then to_timestamp(trim(log_time_raw), 'yyyy/M/d H:mm')
         end as log_ts,
         case when trim(label_raw) in ('0', '1') then cast(trim(label_raw) as int) end as label,
-        case when trim(scene_raw) in ('0', '1', '2', '3', '4') then cast(trim(scene_raw) as int) end as scene,
-        sha2(
-            concat_ws('\u001f', coalesce(corrupt_text, ''), array_join(vals, '\u001f', '\u0000')),
-            256
-        ) as record_hash
+        case when trim(scene_raw) in ('0', '1', '2', '3', '4') then cast(trim(scene_raw) as int) end as scene
     from records
 
 ),
@@ -119,10 +120,7 @@ checked as (
             when log_ts is null then 'bad_log_time'
             when label is null then 'bad_label'
             when scene is null then 'bad_scene'
-        end as reject_reason,
-        -- Identical records get distinct ids through their occurrence number; which copy gets
-        -- which number does not matter, the set of ids is the same on every rebuild.
-        row_number() over (partition by source_file, record_hash order by record_hash) as occurrence
+        end as reject_reason
     from typed
 
 ),
