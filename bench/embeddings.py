@@ -35,10 +35,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder
 from embeddings.text import TEXT_COLUMNS, item_texts, user_texts
+from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
 
-RAW_COLUMNS = ["user_id", "item_id", "log_time", "label", "bill_entity_seq", "service_entity_seq",
-               "query_entity_seq", "item_entity_names", "item_title", "scene",
-               *[f"deep_features_{k}" for k in range(27)]]
+RAW_COLUMNS = BASE_COLUMNS + DEEP_COLUMNS
 
 
 def read_texts(raw: Path) -> pa.Table:

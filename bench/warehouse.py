@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "warehouse"
 
@@ -133,18 +135,7 @@ def duckdb_sql(raw: Path, out: Path) -> str:
             for s in range(5)
         )
 
-    names = [
-        "user_id",
-        "item_id",
-        "log_time",
-        "label",
-        "bill_entity_seq",
-        "service_entity_seq",
-        "query_entity_seq",
-        "item_entity_names",
-        "item_title",
-        "scene",
-    ] + [f"deep_features_{i}" for i in range(27)]
+    names = BASE_COLUMNS + DEEP_COLUMNS
     columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
     return DUCKDB_SQL.format(
         columns=columns,

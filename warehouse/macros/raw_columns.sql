@@ -1,9 +1,7 @@
 {#- The AntM2C column order of a headerless file; a header may name any subset of the deep features. -#}
 {% macro raw_columns() -%}
-  {%- set cols = ['user_id', 'item_id', 'log_time', 'label', 'bill_entity_seq', 'service_entity_seq',
-                  'query_entity_seq', 'item_entity_names', 'item_title', 'scene'] -%}
-  {%- for i in range(27) -%}{%- do cols.append('deep_features_' ~ i) -%}{%- endfor -%}
-  {{- return(cols) -}}
+  {{- return(['user_id', 'item_id', 'log_time', 'label', 'bill_entity_seq', 'service_entity_seq',
+              'query_entity_seq', 'item_entity_names', 'item_title', 'scene'] + deep_feature_columns()) -}}
 {%- endmacro %}
 
 {% macro text_columns() -%}

@@ -1,25 +1,2 @@
 {#- One row per user and day with impressions: that day's impressions and clicks, in total and per scene. -#}
-with impressions as (
-
-    select * from {{ ref('stg_impressions') }}
-
-),
-
-final as (
-
-    select
-        user_id,
-        date,
-        unix_date(date) as day_number,
-        count(*) as imp,
-        sum(label) as clk,
-        {%- for s in scenes() %}
-        count_if(scene = {{ s }}) as imp_s{{ s }},
-        count_if(scene = {{ s }} and label = 1) as clk_s{{ s }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    from impressions
-    group by user_id, date
-
-)
-
-select * from final
+{{ daily_activity('user_id') }}

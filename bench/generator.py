@@ -1,6 +1,6 @@
 """Generator throughput: rows/s of `python -m synthetic generate` at a few sizes.
 
-    python bench/synthetic.py [--rows 200000 1000000] [--days 14]
+    python bench/generator.py [--rows 200000 1000000] [--days 14]
 """
 import argparse
 import resource
