@@ -1,21 +1,20 @@
 {#- The AntM2C column order of a headerless file; a header may name any subset of the deep features. -#}
 {% macro raw_columns() -%}
-  {{- return(['user_id', 'item_id', 'log_time', 'label', 'bill_entity_seq', 'service_entity_seq',
-              'query_entity_seq', 'item_entity_names', 'item_title', 'scene'] + deep_feature_columns()) -}}
+  {{- return(['user_id', 'item_id', 'log_time', 'label'] + text_columns() + ['scene'] + deep_feature_columns()) -}}
 {%- endmacro %}
 
 {% macro text_columns() -%}
-  {{- return(['bill_entity_seq', 'service_entity_seq', 'query_entity_seq', 'item_entity_names', 'item_title']) -}}
+  {{- return(var('text_columns')) -}}
 {%- endmacro %}
 
 {% macro deep_feature_columns() -%}
   {%- set cols = [] -%}
-  {%- for i in range(27) -%}{%- do cols.append('deep_features_' ~ i) -%}{%- endfor -%}
+  {%- for i in range(var('n_deep_features')) -%}{%- do cols.append('deep_features_' ~ i) -%}{%- endfor -%}
   {{- return(cols) -}}
 {%- endmacro %}
 
 {% macro scenes() -%}
-  {{- return([0, 1, 2, 3, 4]) -}}
+  {{- return(var('scenes')) -}}
 {%- endmacro %}
 
 {#- A value written back as one CSV field: quoted (quotes doubled) when it needs to be. -#}
