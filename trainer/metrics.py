@@ -1,8 +1,12 @@
-"""AUC, logloss, GAUC and the per-scene / cold-start slices of `metrics.json`.
+"""AUC, logloss, GAUC, calibration and the per-scene / cold-start slices of `metrics.json`.
 
 AUC is the rank-sum (Mann-Whitney) statistic with tied scores sharing their
 average rank, computed for many groups at once with one sort; a group with a
 single class has no AUC and is reported as None (null in JSON).
+
+Calibration uses equal-mass bins: rows sorted by predicted probability and cut
+into `ECE_BINS` bins of (nearly) equal row count, so that the many rows with a
+small CTR are not all in one bin as they would be with equal-width bins.
 """
 
 from __future__ import annotations
@@ -63,13 +67,58 @@ def gauc(y: np.ndarray, p: np.ndarray, users: np.ndarray) -> float | None:
     return float(np.sum(per_user[ok] * n[ok]) / np.sum(n[ok]))
 
 
+ECE_BINS = 10
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, ...]:
+    """(rows, mean predicted probability, observed click rate) of each equal-mass bin.
+
+    Rows are sorted by `p` (stable, so ties keep their order) and split as `np.array_split`
+    does: the first `len % bins` bins get one row more. Fewer rows than bins give one row per bin.
+    """
+    y = np.asarray(y, np.float64)
+    p = np.asarray(p, np.float64)
+    if len(y) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    order = np.argsort(p, kind="stable")
+    k = min(bins, len(y))
+    size, extra = divmod(len(y), k)
+    n = np.full(k, size) + (np.arange(k) < extra)
+    starts = np.r_[0, np.cumsum(n)[:-1]]
+    mean_p = np.add.reduceat(p[order], starts) / n
+    rate = np.add.reduceat(y[order], starts) / n
+    return n.astype(np.int64), mean_p, rate
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float | None:
+    """Expected calibration error: row-weighted mean |mean predicted - observed rate| over equal-mass bins."""
+    n, mean_p, rate = calibration_bins(y, p, bins)
+    if len(n) == 0:
+        return None
+    return float(np.sum(n * np.abs(mean_p - rate)) / n.sum())
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """ECE, mean predicted probability and observed click rate of one slice (None when empty)."""
+    y = np.asarray(y, np.float64)  # labels arrive as float32; rates are reported in float64
+    empty = len(y) == 0
+    return {
+        "n": len(y),
+        "ece": ece(y, p, bins),
+        "mean_predicted": None if empty else float(np.mean(p)),
+        "observed_rate": None if empty else float(np.mean(y)),
+    }
+
+
 def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> dict:
     """The `val` / `test` block of metrics.json for predictions `p` on `split`."""
     y = split["label"]
-    per_scene = {}
+    per_scene, per_scene_cal = {}, {}
     for idx, scene in enumerate(scenes):
         mask = split["scene"] == idx
         per_scene[str(scene)] = auc(y[mask], p[mask])
+        per_scene_cal[str(scene)] = calibration(y[mask], p[mask])
+    overall = calibration(y, p)
     cold = {}
     for side, key in (("user", "cold_user"), ("item", "cold_item")):
         cold[side] = {}
@@ -83,6 +132,13 @@ def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> 
         "gauc": gauc(y, p, split["user_id"]),
         "per_scene_auc": per_scene,
         "cold_start": cold,
+        "calibration": {
+            "ece_bins": ECE_BINS,
+            "ece": overall["ece"],
+            "mean_predicted": overall["mean_predicted"],
+            "observed_rate": overall["observed_rate"],
+            "per_scene": per_scene_cal,
+        },
     }
 
 
