@@ -1,0 +1,486 @@
+"""Peers for the results tables, on the neural runs' table, split and metrics.
+
+- `fit_lightgbm`: LightGBM (binary objective) on every dense column of `training_samples` plus the
+  scene as a categorical; with `text=True` also TF-IDF -> TruncatedSVD components (32 per side) of
+  the user text and the item text, fitted on the training days only. Early stopping looks at the
+  validation days only. Ids are never features (a tree would split on arbitrary codes); what the
+  table knows about an id reaches the model through its history columns.
+- `oracle_metrics`: every validation / test row scored with the generator's true click
+  probability (`truth.parquet`): the ceiling for any model on synthetic data.
+
+Both slice rows as the neural runs do (scene as an index into the sorted training scenes,
+cold-start buckets of training-day impression counts, hashed user ids for GAUC) and score them with
+`trainer.metrics.evaluate`, so their numbers sit in the same table as the neural rungs'.
+
+    python -m trainer.peers --seeds 3 --threads 2     # lightgbm, lightgbm+text, oracle
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from m2ctr.schema import COLD_BUCKETS, DENSE_COLUMNS, ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS, cold_bucket
+
+from . import metrics as M
+from .artifacts import atomic_path, write_json
+from .data import Table, TrainerError, split_days, stable_hash
+
+TEXT_SIDES = {"user": USER_TEXT_COLUMNS, "item": ITEM_TEXT_COLUMNS}
+SVD_COMPONENTS = 32
+PARTS = ("train", "val", "test")
+TRUTH_KEYS = ("user_id", "item_id", "log_ts")
+
+# Moderate trees, early stopping does the rest; any key can be overridden through `params`.
+LGB_PARAMS = {
+    "objective": "binary",
+    "metric": "auc",
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+MAX_ROUNDS = 2000
+EARLY_STOPPING_ROUNDS = 50
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _numpy(col, fill, dtype) -> np.ndarray:
+    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _ids(batch: pa.RecordBatch, name: str) -> pa.Array:
+    return pc.fill_null(batch.column(name), "").cast(pa.string())
+
+
+class UniqueTexts:
+    """Each distinct text once, and one int32 code per row: memory grows with texts, not rows."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def add(self, values: pa.Array) -> np.ndarray:
+        enc = pc.dictionary_encode(values)
+        local = np.empty(len(enc.dictionary), np.int32)
+        for k, t in enumerate(enc.dictionary.to_pylist()):
+            code = self._code.get(t)
+            if code is None:
+                code = self._code[t] = len(self.texts)
+                self.texts.append(t)
+            local[k] = code
+        return local[_numpy(enc.indices, 0, np.int64)]
+
+
+def joined_text(batch: pa.RecordBatch, columns) -> pa.Array:
+    """One side's text columns joined into one string per row (null and empty fields add nothing)."""
+    cols = [pc.fill_null(batch.column(c).cast(pa.string()), "") for c in columns]
+    return pc.binary_join_element_wise(*cols, ", ")
+
+
+@dataclass
+class Part:
+    """One split's rows: dense features, keys for slicing, and per-side text codes."""
+
+    dense: np.ndarray
+    scene: np.ndarray  # raw scene values
+    label: np.ndarray
+    user_id: pa.ChunkedArray
+    item_id: pa.ChunkedArray
+    text: dict[str, tuple[UniqueTexts, np.ndarray]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def read_part(table: Table, days: list[str], text: bool = False, dense: bool = True) -> Part:
+    """Only the columns asked for, batch by batch, reduced to float32 / int arrays at once."""
+    text_cols = [c for cols in TEXT_SIDES.values() for c in cols] if text else []
+    dense_cols = list(DENSE_COLUMNS) if dense else []
+    columns = ["user_id", "item_id", "scene", "label", *dense_cols, *text_cols]
+    dense, scene, label, users, items = [], [], [], [], []
+    uniques = {side: UniqueTexts() for side in TEXT_SIDES} if text else {}
+    codes = {side: [] for side in uniques}
+    for batch in table.batches(days, columns):
+        if batch.num_rows == 0:
+            continue
+        dense.append(np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
+                     if dense_cols else np.zeros((batch.num_rows, 0), np.float32))
+        scene.append(_numpy(batch.column("scene"), -1, np.int64))
+        label.append(_numpy(batch.column("label"), 0, np.float32))
+        users.append(_ids(batch, "user_id"))
+        items.append(_ids(batch, "item_id"))
+        for side, u in uniques.items():
+            codes[side].append(u.add(joined_text(batch, TEXT_SIDES[side])))
+    if not label:
+        raise TrainerError(f"empty split: no rows on day(s) {', '.join(days)}")
+    return Part(
+        dense=np.concatenate(dense), scene=np.concatenate(scene), label=np.concatenate(label),
+        user_id=pa.chunked_array(users, pa.string()), item_id=pa.chunked_array(items, pa.string()),
+        text={side: (u, np.concatenate(codes[side])) for side, u in uniques.items()},
+    )
+
+
+def _train_counts(ids: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    vc = pc.value_counts(ids)
+    return vc.field("values"), vc.field("counts").to_numpy()
+
+
+def _counts_of(ids: pa.ChunkedArray, counts: tuple[pa.Array, np.ndarray]) -> np.ndarray:
+    keys, n = counts
+    idx = _numpy(pc.index_in(ids, value_set=keys), -1, np.int64)
+    return np.where(idx >= 0, n[np.maximum(idx, 0)], 0)
+
+
+@dataclass
+class Slicer:
+    """What the metrics slice by, fitted on the training days: scene index and id counts."""
+
+    scenes: list[int]
+    user_counts: tuple[pa.Array, np.ndarray]
+    item_counts: tuple[pa.Array, np.ndarray]
+
+    @classmethod
+    def fit(cls, train: Part) -> Slicer:
+        return cls(sorted(int(s) for s in np.unique(train.scene) if s >= 0),
+                   _train_counts(train.user_id), _train_counts(train.item_id))
+
+    def scene_index(self, scene: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self.scenes, scene)
+        known = (idx < len(self.scenes)) & (np.asarray(self.scenes)[np.minimum(idx, len(self.scenes) - 1)] == scene)
+        if not known.all():
+            unknown = sorted(set(scene[~known].tolist()))
+            raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
+        return idx.astype(np.int64)
+
+    def arrays(self, part: Part) -> dict[str, np.ndarray]:
+        """The arrays `trainer.metrics.evaluate` reads, built as `Preprocessor.transform` builds them."""
+        return {
+            "label": part.label,
+            "scene": self.scene_index(part.scene),
+            "cold_user": cold_bucket(_counts_of(part.user_id, self.user_counts)),
+            "cold_item": cold_bucket(_counts_of(part.item_id, self.item_counts)),
+            # GAUC's user key, hashed as the neural runs hash it
+            "user_key": stable_hash(part.user_id.to_numpy(zero_copy_only=False)).view(np.int64),
+        }
+
+
+# ---------------------------------------------------------------------------- text components
+
+
+class TextComponents:
+    """TF-IDF over words, then TruncatedSVD, fitted on one side's distinct training-day texts.
+
+    Each distinct text counts once (a user's fixed sequences are not weighted by activity). With
+    fewer words than components the missing components are zero, so the column count is fixed.
+    """
+
+    def __init__(self, n_components: int = SVD_COMPONENTS, seed: int = 0):
+        self.n_components = n_components
+        self.seed = seed
+
+    def fit(self, texts: list[str]) -> TextComponents:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        # min_df=1: counts are over distinct texts, where a topic word may sit in a single one
+        self.tfidf = TfidfVectorizer(max_features=100_000, sublinear_tf=True, dtype=np.float32)
+        try:
+            x = self.tfidf.fit_transform(texts)
+        except ValueError:  # sklearn: "empty vocabulary"
+            raise TrainerError("text features: the training days' text holds no word") from None
+        k = min(self.n_components, x.shape[1] - 1, x.shape[0] - 1)
+        if k < 1:
+            raise TrainerError(f"text features: too few distinct texts or words on the training days ({x.shape})")
+        self.svd = TruncatedSVD(k, algorithm="randomized", random_state=self.seed).fit(x)
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.n_components), np.float32)
+        if texts:
+            out[:, : self.svd.n_components] = self.svd.transform(self.tfidf.transform(texts))
+        return out
+
+    def save(self, path: Path) -> None:
+        """Vocabulary as JSON, idf and components as .npz: nothing is pickled."""
+        words = sorted(self.tfidf.vocabulary_, key=self.tfidf.vocabulary_.get)
+        path.with_suffix(".json").write_text(json.dumps({"words": words, "n_components": self.n_components}))
+        np.savez(path.with_suffix(".npz"), idf=self.tfidf.idf_, components=self.svd.components_)
+
+
+def fit_text(train: Part, seed: int) -> dict[str, TextComponents]:
+    return {side: TextComponents(seed=seed).fit(uniq.texts) for side, (uniq, _) in train.text.items()}
+
+
+def text_features(part: Part, fitted: dict[str, TextComponents]) -> np.ndarray:
+    """Per row, the components of its own distinct text (computed once per distinct text)."""
+    return np.concatenate([fitted[s].transform(u.texts)[codes] for s, (u, codes) in part.text.items()], axis=1)
+
+
+# ---------------------------------------------------------------------------- LightGBM
+
+
+def feature_names(text: bool) -> list[str]:
+    names = [*DENSE_COLUMNS, "scene"]
+    if text:
+        names += [f"{side}_text_svd_{k}" for side in TEXT_SIDES for k in range(SVD_COMPONENTS)]
+    return names
+
+
+def _features(part: Part, slicer: Slicer, fitted) -> np.ndarray:
+    blocks = [part.dense, slicer.scene_index(part.scene).astype(np.float32)[:, None]]
+    if fitted is not None:
+        blocks.append(text_features(part, fitted))
+    return np.concatenate(blocks, axis=1)
+
+
+def _check_split(table: Table, split: dict) -> None:
+    for part in PARTS:
+        days = split.get(f"{part}_days")
+        if not days:
+            raise TrainerError(f"split has no {part}_days")
+        missing = [d for d in days if d not in table.days]
+        if missing:
+            raise TrainerError(f"split {part}_days {missing} are not in the table (it has {', '.join(table.days)})")
+
+
+def _existing(out_dir: Path | None) -> dict | None:
+    """An out_dir that already holds metrics.json is a finished run: read back, not retrained."""
+    if out_dir is None:
+        return None
+    if (out_dir / "metrics.json").is_file():
+        return json.loads((out_dir / "metrics.json").read_text())
+    if out_dir.exists():
+        raise TrainerError(f"run directory {out_dir} exists without metrics.json; remove it or choose another")
+    return None
+
+
+def fit_lightgbm(
+    table_dir, split: dict, seed: int, text: bool = False, out_dir=None, threads: int | None = None,
+    params: dict | None = None,
+) -> dict:
+    """Train LightGBM on the split's training days, stop early on its validation days, score val / test.
+
+    Returns the metrics.json dict (model "lightgbm" or "lightgbm+text"). With `out_dir`, writes
+    config.json, model.txt, metrics.json, cold_start.md (and the text components) into a hidden
+    sibling first and renames it into place once complete; an out_dir that already holds
+    metrics.json is read back instead (so a ladder resumes).
+    """
+    import lightgbm as lgb
+
+    name = "lightgbm+text" if text else "lightgbm"
+    out_dir = None if out_dir is None else Path(out_dir)
+    done = _existing(out_dir)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    table = Table(table_dir, need_text=text)
+    _check_split(table, split)
+    parts = {p: read_part(table, split[f"{p}_days"], text) for p in PARTS}
+    slicer = Slicer.fit(parts["train"])
+    fitted = fit_text(parts["train"], seed) if text else None
+    names = feature_names(text)
+    scene_col = names.index("scene")
+
+    def dataset(part: str, reference=None):
+        x = _features(parts[part], slicer, fitted)
+        return lgb.Dataset(x, parts[part].label, feature_name=names, categorical_feature=[scene_col],
+                           reference=reference, free_raw_data=True)
+
+    hp = {**LGB_PARAMS, "seed": seed, **({"num_threads": threads} if threads else {}), **(params or {})}
+    dtrain = dataset("train")
+    dval = dataset("val", reference=dtrain)
+    booster = lgb.train(
+        hp, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dval], valid_names=["val"],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    result = {"model": name, "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")}}
+    for part in ("val", "test"):
+        p = booster.predict(_features(parts[part], slicer, fitted), num_iteration=best).astype(np.float64)
+        result[part] = M.evaluate(slicer.arrays(parts[part]), p, slicer.scenes)
+    config = {
+        "model": name, "table": str(Path(table_dir).resolve()), "split": result["split"], "seed": seed,
+        "threads": threads, "params": hp, "max_rounds": MAX_ROUNDS,
+        "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "best_iteration": best,
+        "best_val_auc": booster.best_score.get("val", {}).get("auc"), "features": names,
+        "scenes": slicer.scenes, "rows": {p: len(parts[p]) for p in PARTS},
+        "seconds": round(time.perf_counter() - t0, 1), "lightgbm": lgb.__version__,
+    }
+    if out_dir is not None:
+        with atomic_path(out_dir, directory=True) as tmp:
+            write_json(tmp / "config.json", config)
+            booster.save_model(str(tmp / "model.txt"), num_iteration=best)
+            for side, comp in (fitted or {}).items():
+                comp.save(tmp / f"text_svd_{side}")
+            write_json(tmp / "metrics.json", result)
+            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+    return result
+
+
+# ---------------------------------------------------------------------------- oracle
+
+
+def find_truth(table_dir, truth=None) -> Path | None:
+    """Where the generator's truth.parquet for `table_dir` is, or None.
+
+    In this order: the `truth` argument (an error if it does not exist); `$CTR_RAW_PATH/truth.parquet`
+    (beside the file when CTR_RAW_PATH names one CSV); for a table in the local layout
+    `<root>/warehouse/<schema>.db/training_samples`, `<root>/raw/truth.parquet` (data/raw beside
+    data/warehouse, the defaults of profiles.yml).
+    """
+    if truth is not None:
+        path = Path(truth)
+        if not path.is_file():
+            raise TrainerError(f"truth file not found: {path}")
+        return path
+    candidates = []
+    raw = os.environ.get("CTR_RAW_PATH")
+    if raw:
+        raw = Path(raw)
+        candidates.append((raw.parent if raw.is_file() else raw) / "truth.parquet")
+    table_dir = Path(table_dir).resolve()
+    if table_dir.parent.name.endswith(".db"):
+        candidates.append(table_dir.parent.parent.parent / "raw" / "truth.parquet")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _keys_table(table: Table, days: list[str]) -> pa.Table:
+    cols = [*TRUTH_KEYS, "label"]
+    return pa.Table.from_batches([b.select(cols) for b in table.batches(days, cols) if b.num_rows])
+
+
+def _normalise_keys(t: pa.Table) -> pa.Table:
+    """Join keys in one type each: string ids, wall-clock timestamps in ms without a time zone."""
+    ts = t.column("log_ts")
+    if pa.types.is_timestamp(ts.type) and ts.type.tz is not None:
+        ts = ts.cast(pa.timestamp(ts.type.unit))  # Spark's session time zone is UTC: UTC wall clock
+    try:
+        ts = ts.cast(pa.timestamp("ms"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise TrainerError(f"log_ts is not a timestamp ({ts.type}): {e}") from None
+    return t.set_column(t.schema.get_field_index("log_ts"), "log_ts", ts) \
+        .set_column(t.schema.get_field_index("user_id"), "user_id", t.column("user_id").cast(pa.string())) \
+        .set_column(t.schema.get_field_index("item_id"), "item_id", t.column("item_id").cast(pa.string()))
+
+
+def _truth_for(keys: pa.Table, truth_path: Path, days: list[str]) -> np.ndarray:
+    """p_click of each row of `keys`, in its order; an error unless rows and truth match one to one."""
+    try:
+        truth = pq.read_table(truth_path, columns=[*TRUTH_KEYS, "label", "p_click", "date"])
+    except (OSError, pa.ArrowInvalid, KeyError) as e:
+        raise TrainerError(f"cannot read {truth_path} as the generator's truth.parquet: {e}") from None
+    day = truth.column("date").cast(pa.string())  # date32 -> 'YYYY-MM-DD'
+    truth = _normalise_keys(truth.filter(pc.is_in(day, value_set=pa.array(days, pa.string()))))
+    keys = _normalise_keys(keys).append_column("_row", pa.array(np.arange(keys.num_rows)))
+    truth = truth.select([*TRUTH_KEYS, "label", "p_click"]).rename_columns([*TRUTH_KEYS, "truth_label", "p_click"])
+    joined = keys.join(truth, list(TRUTH_KEYS), join_type="left outer").sort_by("_row")
+    where = f"{truth_path} does not match the table on {', '.join(days)}"
+    if joined.num_rows != keys.num_rows:
+        raise TrainerError(f"{where}: {joined.num_rows - keys.num_rows} row(s) match more than one truth row "
+                           "(truth must be unique on user_id, item_id, log_ts)")
+    p = joined.column("p_click")
+    if p.null_count:
+        first = joined.filter(pc.is_null(p)).slice(0, 1).to_pylist()[0]
+        raise TrainerError(f"{where}: {p.null_count} of {keys.num_rows} row(s) have no truth row, e.g. "
+                           f"user {first['user_id']} item {first['item_id']} at {first['log_ts']}")
+    if truth.num_rows != keys.num_rows:
+        raise TrainerError(f"{where}: {truth.num_rows} truth rows for {keys.num_rows} table rows")
+    label, truth_label = _numpy(joined.column("label"), -1, np.int64), _numpy(joined.column("truth_label"), -2, np.int64)
+    if (label != truth_label).any():
+        raise TrainerError(f"{where}: labels differ on {int((label != truth_label).sum())} row(s)")
+    return _numpy(p, 0.0, np.float64)
+
+
+def oracle_metrics(table_dir, split: dict, truth_path) -> dict:
+    """The metrics.json dict of scoring every val / test row with its true click probability."""
+    table = Table(table_dir)
+    _check_split(table, split)
+    slicer = Slicer.fit(read_part(table, split["train_days"], dense=False))
+    result = {"model": "oracle", "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")}}
+    for part in ("val", "test"):
+        days = split[f"{part}_days"]
+        rows = read_part(table, days, dense=False)  # a clear error first if the days hold no rows
+        p = _truth_for(_keys_table(table, days), Path(truth_path), days)
+        result[part] = M.evaluate(slicer.arrays(rows), p, slicer.scenes)
+    return result
+
+
+# ---------------------------------------------------------------------------- CLI (measurement)
+
+RUNGS = ("lightgbm", "lightgbm+text", "oracle")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import default_table_path
+
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.peers",
+        description="LightGBM peers and the oracle on the neural runs' default split (last day test, "
+                    "the day before validation); prints mean ± std of test AUC over seeds.",
+    )
+    p.add_argument("--table", default=str(default_table_path()), help="training_samples directory (default: %(default)s)")
+    p.add_argument("--rungs", nargs="+", choices=RUNGS, default=list(RUNGS), metavar="RUNG",
+                   help=f"of: {', '.join(RUNGS)} (default: all)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the LightGBM rungs (default %(default)s)")
+    p.add_argument("--threads", type=int, help="LightGBM threads (default: LightGBM's own choice)")
+    p.add_argument("--truth", help="truth.parquet for the oracle (default: found by find_truth)")
+    p.add_argument("--out", help="write each run under OUT/<rung>-seed<S>/ (finished runs are read back)")
+    p.add_argument("--val-days", type=int, default=1, help="validation days (default %(default)s)")
+    p.add_argument("--test-days", type=int, default=1, help="test days (default %(default)s)")
+    return p
+
+
+def main(argv=None) -> int:
+    from .ladder import markdown, summarise
+
+    args = build_parser().parse_args(argv)
+    try:
+        split = split_days(Table(args.table).days, args.val_days, args.test_days)
+        results = {}
+        for rung in args.rungs:
+            if rung == "oracle":
+                truth = find_truth(args.table, args.truth)
+                if truth is None:
+                    raise TrainerError("oracle: no truth.parquet found (pass --truth or set CTR_RAW_PATH)")
+                results[rung] = [oracle_metrics(args.table, split, truth)]
+                continue
+            results[rung] = []
+            for seed in range(args.seeds):
+                out = Path(args.out) / f"{rung}-seed{seed}" if args.out else None
+                t0 = time.perf_counter()
+                m = fit_lightgbm(args.table, split, seed, text=rung.endswith("+text"), out_dir=out, threads=args.threads)
+                print(f"{rung} seed {seed}: test AUC {M.fmt(m['test']['auc'])} "
+                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+                results[rung].append(m)
+    except TrainerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    first = next(iter(results.values()))[0]["test"]
+    sizes = {"auc": first["n"], **{f"{s} {b}": first["cold_start"][s][b]["n"]
+                                   for s in ("user", "item") for b in COLD_BUCKETS}}
+    print(markdown(summarise(results), sizes, list(range(args.seeds)), args.table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
