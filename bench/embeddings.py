@@ -34,7 +34,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder
-from embeddings.text import TEXT_COLUMNS, item_texts, user_texts
+from embeddings.text import item_texts, user_texts
+from m2ctr.schema import TEXT_COLUMNS
 from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
 
 RAW_COLUMNS = BASE_COLUMNS + DEEP_COLUMNS

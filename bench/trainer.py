@@ -18,7 +18,7 @@ unless `--ours-bf16` (the trainer's `precision="bfloat16"`: autocast matmuls).
 The two take training steps in turn, so both see the same background load.
 Throughput counts the whole training step (batch slicing, forward, backward,
 optimiser step) plus each epoch's shuffle; test AUC is taken after the epoch
-with the best validation AUC. Without --table the data is trainer.testing's
+with the best validation AUC. Without --table the data is synthetic.sample_table's
 generated table.
 """
 
@@ -30,15 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer import metrics as M
-from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, load_split, split_days
-from trainer.models import get_model
-from trainer.testing import write_sample_table
+from synthetic.sample_table import write_sample_table
+from trainer.data import REQUIRED_COLUMNS, Features, Preprocessor, Table, ordered_batches, split_days
+from trainer.models import MODELS
 from trainer.train import Optimizers, masked_bce
 
 
@@ -49,7 +50,11 @@ def load_data(table_path: str | None, rows_per_day: int, days: int, seed: int):
     table = Table(table_path)
     split = split_days(table.days, 1, 1)
     prep = Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS))
-    data = {p: load_split(table, split[f"{p}_days"], prep) for p in ("train", "val", "test")}
+    features = Features(prep)
+    data = {}
+    for p in ("train", "val", "test"):
+        parts = list(ordered_batches(table, split[f"{p}_days"], features))
+        data[p] = {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
     spec = {"n_dense": prep.n_dense, "id_fields": ["user_id", "item_id"],
             "id_cardinalities": prep.id_cardinalities, "n_scenes": len(prep.scenes), "blocks": {}}
     return data, spec
@@ -65,11 +70,11 @@ class Ours:
             hp["n_experts"] = a.experts
         else:
             hp.update(n_levels=a.levels, n_specific=a.specific, n_shared=a.shared)
-        self.model = get_model(kind)(spec, **hp)
+        self.model = MODELS[kind](spec, **hp)
         self.bf16 = a.ours_bf16
 
     def optimizer(self, a):
-        return Optimizers(self.model, a.lr, weight_decay=0.01)  # AdamW's default decay, as rechub's
+        return Optimizers(self.model, a.lr, a.lr, weight_decay=0.01)  # AdamW's default decay, as rechub's
 
     def batch(self, t, rows):
         return {k: t[k][rows] for k in ("ids", "dense", "scene", "label")}

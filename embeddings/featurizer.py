@@ -1,212 +1,297 @@
-"""TextFeaturizer: training_samples record batches -> text blocks for the trainer.
+"""TextFeaturizer: the content side of a run, held once per unique text and indexed per row.
 
-``fit`` sees the training days only: it encodes their unique user and item texts, fits one
-whitening on the union of those unique texts (each distinct text counts once, so a text
-repeated by a busy user does not dominate the directions; one space for both sides, so a
-user vector and an item vector can be compared), records the cold-start counts and the mean
-fallback vector. ``transform`` then maps any batch (train, validation, test, predict) to
+A row's user text is its user text columns, its item text its item text columns (m2ctr.schema).
+Per side the featurizer keeps one table row per unique raw text (the fields as read, joined):
 
-    text_user, text_item  float32 [B, k + 1]  whitened vector, then a "no text" flag
-    fb_user,   fb_item    float32 [B, d + 1]  sentence vector for zero/few ids, the training
-                                              mean for warm ids, then a "no text" flag
-    cold_user, cold_item  int64   [B]         0 zero, 1 few (1..4), 2 warm (5+ training rows)
+    white   float32 [K, k + 1]  whitened encoder vector, then a "no text" flag      (vectors)
+    sent    float32 [K, d + 1]  fallback sentence vector, then a "no text" flag      (fallback)
+    tokens  int32   [K, F, L]   content ids per field, 0-padded (embeddings.tokens)   (tokens)
 
-Every value is computed from the row's own columns (its texts, its user_id / item_id), never
-from its position, so shuffled or filtered batches get the same vectors. An empty text gives
-a zero vector with the flag set: the flag's weights in the first layer act as a learned
-"no text" vector. Fallback blocks are left out when ``fallback`` is off.
+`transform(batch)` gives each row only the int index of its user and item text in those tables;
+texts not seen before are added (encoded through the cache) on the way. `gather` turns a batch's
+indices into the blocks a model reads, on the batch's device:
+
+    text_user, text_item  the whitened vectors
+    fb_user, fb_item      the sentence vector for zero/few ids, the training mean for warm ids
+    tok_user, tok_item    the token ids [B, F, L]
+
+So memory grows with the number of unique texts, never with rows. Everything fitted (whitening,
+the fallback means, the token vocabulary) comes from the training days only (`fit`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder, SentenceEncoder
-from embeddings.text import item_texts, user_texts
+from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields
+from embeddings.tokens import TokenVocab
 from embeddings.whitening import Whitening
+from m2ctr.schema import WARM
 
-FEW_MAX = 4  # 1..4 training impressions = few, 5 or more = warm (DESIGN.md)
-ZERO, FEW, WARM = 0, 1, 2
-SIDES = {"user": ("user_id", user_texts), "item": ("item_id", item_texts)}
+SIDES = {"user": ("user_id", USER_TEXT_ORDER), "item": ("item_id", ITEM_TEXT_ORDER)}
 SAVE_DIR = "text"
+_SEP = "\x1f"  # joins the raw fields of one side into the key of its text
 
 
 @dataclass
 class TextConfig:
+    vectors: bool = True  # whitened encoder vectors
+    fallback: bool = True  # sentence vectors for zero/few ids
+    tokens: bool = False  # content ids
     text_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     pooling: str = "last4-mean"
     whiten_dim: int = 128
     sentence_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     cache_dir: str = ".cache/text_vectors"  # "": no disk cache
-    fallback: bool = True
     max_tokens: int = 64
     batch_size: int = 128
     device: str = "auto"
+    token_min_count: int = 3
+    token_max_vocab: int = 100_000
+    token_buckets: int = 2048
+    tokens_per_field: int = 16
 
     @classmethod
     def from_dict(cls, cfg: Mapping | None) -> TextConfig:
-        # The trainer passes its whole text option dict; keys that are not ours (e.g. `text`)
-        # and None values (option not given) fall back to the defaults.
+        # Keys that are not ours and None values (option not given) fall back to the defaults.
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (cfg or {}).items() if k in known and v is not None})
 
 
-def bucket(count: int) -> int:
-    return ZERO if count <= 0 else FEW if count <= FEW_MAX else WARM
+def raw_keys(batch: pa.RecordBatch | pa.Table, columns) -> pa.Array:
+    """One string per row: the side's raw text fields joined (nulls as empty)."""
+    missing = [c for c in columns if c not in batch.schema.names]
+    if missing:
+        raise KeyError(f"text column(s) {missing} missing from the batch (columns: {batch.schema.names})")
+    parts = [pc.fill_null(batch.column(c).cast(pa.string()), "") for c in columns]
+    out = pc.binary_join_element_wise(*parts, _SEP)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
-def _as_arrow(batch) -> pa.RecordBatch | pa.Table:
-    if isinstance(batch, (pa.RecordBatch, pa.Table)):
-        return batch
-    return pa.Table.from_pandas(batch, preserve_index=False)  # a pandas DataFrame
+class _SideTable:
+    """The unique texts of one side, in order of arrival, with their rows of each table."""
 
+    def __init__(self):
+        self.index = pd.Index([], dtype=object)
+        self.blocks: dict[str, list[np.ndarray]] = {}
+        self.version = 0
 
-def _ids(batch, column: str) -> list[str]:
-    return [str(v) for v in batch.column(column).to_pylist()]
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def lookup(self, keys: pa.Array) -> np.ndarray:
+        return self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
+
+    def append(self, keys: list[str], rows: dict[str, np.ndarray]) -> None:
+        self.index = self.index.append(pd.Index(keys, dtype=object))
+        for name, block in rows.items():
+            self.blocks.setdefault(name, []).append(block)
+        self.version += 1
+
+    def block(self, name: str) -> np.ndarray:
+        parts = self.blocks[name]
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0]
 
 
 class TextFeaturizer:
     def __init__(self, cfg: Mapping | TextConfig | None = None):
         self.cfg = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
-        self.encoder = CachedEncoder(
-            HFEncoder(self.cfg.text_model, self.cfg.pooling, self.cfg.max_tokens,
-                      self.cfg.batch_size, self.cfg.device), self.cfg.cache_dir)
-        self.sentence = CachedEncoder(
-            SentenceEncoder(self.cfg.sentence_model, self.cfg.max_tokens, self.cfg.batch_size,
-                            self.cfg.device), self.cfg.cache_dir) if self.cfg.fallback else None
+        c = self.cfg
+        self.encoder = CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device),
+                                     c.cache_dir) if c.vectors else None
+        self.sentence = CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device),
+                                      c.cache_dir) if c.fallback else None
         self.whitening: Whitening | None = None
         self.fallback_mean: dict[str, np.ndarray] = {}
-        self.train_counts: dict[str, dict[str, int]] = {}
+        self.vocab: TokenVocab | None = None
+        self.fitted = False
+        self.tables = {side: _SideTable() for side in SIDES}
+        self._tensors: dict = {}
 
     # -- fitting -----------------------------------------------------------------------------
 
-    def fit(self, train_batches: Iterable, user_train_counts: Mapping | None = None,
-            item_train_counts: Mapping | None = None) -> TextFeaturizer:
-        """Fit on the training split only. Counts default to the rows seen in ``train_batches``."""
-        given = {"user": user_train_counts, "item": item_train_counts}
-        seen = {side: Counter() for side in SIDES}
-        pairs = {side: set() for side in SIDES}  # unique (id, text) of the training rows
+    def fit(self, train_batches: Iterable[pa.RecordBatch],
+            cold: Callable[[str, pa.Array], np.ndarray]) -> TextFeaturizer:
+        """Fit on the training days only; `cold(side, ids)` gives the cold-start bucket of ids."""
+        key_rows = {side: Counter() for side in SIDES}  # training rows per unique text
+        cold_keys = {side: set() for side in SIDES}     # texts shown with a zero/few id
         for batch in train_batches:
-            batch = _as_arrow(batch)
-            for side, (id_column, build) in SIDES.items():
-                ids = _ids(batch, id_column)
-                seen[side].update(ids)
-                pairs[side].update(zip(ids, build(batch)))
-        if not pairs["user"]:
+            for side, (id_column, columns) in SIDES.items():
+                keys = raw_keys(batch, columns)
+                vc = pc.value_counts(keys)
+                key_rows[side].update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+                is_cold = cold(side, batch.column(id_column)) != WARM
+                if is_cold.any():
+                    cold_keys[side].update(pc.unique(keys.filter(pa.array(is_cold))).to_pylist())
+        if not key_rows["user"]:
             raise ValueError("TextFeaturizer.fit got no training rows")
-        texts = sorted({text for side in SIDES for _, text in pairs[side] if text})
-        if len(texts) < 2:
-            raise ValueError("need at least two distinct non-empty training texts to fit whitening")
-        self.whitening = Whitening.fit(self.encoder.vectors(texts), self.cfg.whiten_dim)
+        texts = {side: {k: join_fields(k.split(_SEP)) for k in key_rows[side]} for side in SIDES}
 
-        for side in SIDES:
-            counts = given[side] if given[side] is not None else seen[side]
-            self.train_counts[side] = {str(k): int(v) for k, v in counts.items()}
-            if self.sentence is not None:
-                counts = self.train_counts[side]
-                cold = sorted({text for id_, text in pairs[side]
-                               if text and bucket(counts.get(id_, 0)) != WARM})
-                self.fallback_mean[side] = (self.sentence.vectors(cold).mean(axis=0) if cold
+        if self.encoder is not None:
+            unique = sorted({t for side in SIDES for t in texts[side].values() if t})
+            if len(unique) < 2:
+                raise ValueError("need at least two distinct non-empty training texts to fit whitening")
+            # one space for both sides, each distinct text counted once
+            self.whitening = Whitening.fit(self.encoder.vectors(unique), self.cfg.whiten_dim)
+        if self.sentence is not None:
+            for side in SIDES:
+                cold_texts = sorted({texts[side][k] for k in cold_keys[side]} - {""})
+                self.fallback_mean[side] = (self.sentence.vectors(cold_texts).mean(axis=0) if cold_texts
                                             else np.zeros(self.sentence.dim, dtype=np.float32))
+        if self.cfg.tokens:
+            self.vocab = TokenVocab.fit(
+                ((SIDES[side][1], k.split(_SEP), n) for side in SIDES for k, n in key_rows[side].items()),
+                self.cfg.token_min_count, self.cfg.token_max_vocab, self.cfg.token_buckets,
+                self.cfg.tokens_per_field)
+        self.fitted = True
+        for side in SIDES:
+            self._add(side, list(key_rows[side]))
         return self
 
-    # -- transforming ------------------------------------------------------------------------
+    # -- the tables --------------------------------------------------------------------------
+
+    def _add(self, side: str, keys: list[str]) -> None:
+        if not keys:
+            return
+        columns = SIDES[side][1]
+        fields_ = [k.split(_SEP) for k in keys]
+        texts = [join_fields(f) for f in fields_]
+        empty = np.array([not t for t in texts])
+        present = [t for t in texts if t]
+        rows = {}
+        if self.whitening is not None:
+            white = np.zeros((len(keys), self.whitening.dim + 1), dtype=np.float32)
+            if present:
+                white[~empty, :-1] = self.whitening.transform(self.encoder.vectors(present))
+            white[empty, -1] = 1.0
+            rows["white"] = white
+        if self.sentence is not None:
+            sent = np.zeros((len(keys), len(self.fallback_mean[side]) + 1), dtype=np.float32)
+            if present:
+                sent[~empty, :-1] = self.sentence.vectors(present)
+            sent[empty, -1] = 1.0
+            rows["sent"] = sent
+        if self.vocab is not None:
+            rows["tokens"] = self.vocab.encode(columns, fields_)
+        self.tables[side].append(keys, rows)
+
+    def transform(self, batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
+        """Per row, the index of its user text and of its item text (`text_user`, `text_item`)."""
+        if not self.fitted:
+            raise RuntimeError("TextFeaturizer.transform called before fit/load")
+        out = {}
+        for side, (_, columns) in SIDES.items():
+            keys = raw_keys(batch, columns)
+            table = self.tables[side]
+            idx = table.lookup(keys)
+            if (idx < 0).any():
+                self._add(side, pc.unique(keys.filter(pa.array(idx < 0))).to_pylist())
+                idx = table.lookup(keys)
+            out[f"text_{side}"] = idx.astype(np.int64)
+        return out
 
     @property
     def widths(self) -> dict[str, int]:
-        """Width of each float block ``transform`` returns (the model spec needs them)."""
-        out = {f"text_{side}": self.whitening.dim + 1 for side in SIDES}
+        """Width of each float block `gather` makes (the model spec needs them)."""
+        out = {}
+        if self.whitening is not None:
+            out.update({f"text_{side}": self.whitening.dim + 1 for side in SIDES})
         if self.sentence is not None:
             out.update({f"fb_{side}": len(m) + 1 for side, m in self.fallback_mean.items()})
         return out
 
     @property
+    def token_spec(self) -> dict | None:
+        """Token table size and fields per side (the model spec needs them), or None."""
+        if self.vocab is None:
+            return None
+        return {"n_tokens": self.vocab.size, "per_field": self.vocab.per_field,
+                "fields": {side: len(columns) for side, (_, columns) in SIDES.items()}}
+
+    @property
     def n_encoded(self) -> int:
         """Texts that went through a model in this process (0 when all came from the cache)."""
-        return self.encoder.n_encoded + (self.sentence.n_encoded if self.sentence else 0)
+        return sum(e.n_encoded for e in (self.encoder, self.sentence) if e is not None)
 
-    def _bucket(self, side: str, ids: list[str]) -> np.ndarray:
-        counts = self.train_counts[side]
-        return np.array([bucket(counts.get(id_, 0)) for id_ in ids], dtype=np.int64)
+    def n_unique(self) -> dict[str, int]:
+        return {side: len(t) for side, t in self.tables.items()}
 
-    @staticmethod
-    def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
-        index: dict[str, int] = {}
-        inverse = np.array([index.setdefault(text, len(index)) for text in texts], dtype=np.int64)
-        return list(index), inverse
+    def gather(self, batch: dict, device) -> dict:
+        """Replace a batch's text indices by the blocks they point at (tables cached on `device`)."""
+        import torch
 
-    def transform(self, batch) -> dict[str, np.ndarray]:
-        if self.whitening is None:
-            raise RuntimeError("TextFeaturizer.transform called before fit/load")
-        batch = _as_arrow(batch)
-        out: dict[str, np.ndarray] = {}
-        for side, (id_column, build) in SIDES.items():
-            unique, inverse = self._unique(build(batch))
-            empty = np.array([not text for text in unique], dtype=bool)
-            present = [text for text in unique if text]
+        for side in SIDES:
+            table = self.tables[side]
+            key = (side, str(device))
+            if self._tensors.get(key, (None,))[0] != table.version:
+                self._tensors[key] = (table.version, {
+                    name: torch.from_numpy(table.block(name)).to(device) for name in table.blocks})
+            tensors = self._tensors[key][1]
+            idx = batch.pop(f"text_{side}")
+            if "white" in tensors:
+                batch[f"text_{side}"] = tensors["white"][idx]
+            if "sent" in tensors:
+                mean = torch.from_numpy(np.r_[self.fallback_mean[side], 0.0].astype(np.float32)).to(device)
+                warm = (batch[f"cold_{side}"] == WARM).unsqueeze(1)
+                batch[f"fb_{side}"] = torch.where(warm, mean, tensors["sent"][idx])
+            if "tokens" in tensors:
+                batch[f"tok_{side}"] = tensors["tokens"][idx].long()
+        return batch
 
-            white = self.whitening
-            vectors = np.zeros((len(unique), white.dim + 1), dtype=np.float32)
-            vectors[~empty, :-1] = white.transform(self.encoder.vectors(present))
-            vectors[empty, -1] = 1.0
-            out[f"text_{side}"] = vectors[inverse]
+    def blocks(self, batch: pa.RecordBatch | pa.Table, cold: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each row's blocks as numpy arrays, exactly what `gather` hands a model; `cold` holds the
+        rows' cold-start buckets per side."""
+        import torch
 
-            cold = self._bucket(side, _ids(batch, id_column))
-            out[f"cold_{side}"] = cold
-            if self.sentence is not None:
-                mean = self.fallback_mean[side]
-                fb = np.zeros((len(inverse), len(mean) + 1), dtype=np.float32)
-                fb[:, :-1] = mean
-                row_empty = empty[inverse]
-                needed = (cold != WARM) & ~row_empty
-                # Encode only texts of zero/few rows: warm rows never need a sentence vector.
-                needed_unique = np.unique(inverse[needed])
-                if len(needed_unique):
-                    sent = self.sentence.vectors([unique[i] for i in needed_unique])
-                    lookup = np.searchsorted(needed_unique, inverse[needed])
-                    fb[needed, :-1] = sent[lookup]
-                fb[(cold != WARM) & row_empty] = 0.0
-                fb[(cold != WARM) & row_empty, -1] = 1.0
-                out[f"fb_{side}"] = fb
-        return out
+        b = {k: torch.from_numpy(v) for k, v in self.transform(batch).items()}
+        b.update({f"cold_{side}": torch.from_numpy(np.asarray(cold[side], np.int64)) for side in SIDES})
+        return {k: v.numpy() for k, v in self.gather(b, "cpu").items() if not k.startswith("cold_")}
 
     # -- persistence -------------------------------------------------------------------------
 
     def save(self, run_dir: str | Path) -> Path:
         directory = Path(run_dir) / SAVE_DIR
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"config": asdict(self.cfg), "text_model_id": self.encoder.encoder.model_id,
+        meta = {"config": asdict(self.cfg),
+                "text_model_id": self.encoder.encoder.model_id if self.encoder else None,
                 "sentence_model_id": self.sentence.encoder.model_id if self.sentence else None,
-                "widths": self.widths, "whitening_fitted_on": "unique non-empty training texts"}
+                "widths": self.widths, "tokens": self.token_spec,
+                "fitted_on": "unique texts of the training days"}
         (directory / "featurizer.json").write_text(json.dumps(meta, indent=2))
-        self.whitening.save(directory, "whiten")
+        if self.whitening is not None:
+            self.whitening.save(directory, "whiten")
         for side, mean in self.fallback_mean.items():
             np.save(directory / f"fallback_{side}_mean.npy", mean)
-        for side, counts in self.train_counts.items():
-            pq.write_table(pa.table({"id": list(counts), "train_count": list(counts.values())}),
-                           directory / f"{side}_train_counts.parquet")
+        if self.vocab is not None:
+            self.vocab.save(directory / "token_vocab.json")
         return directory
 
     @classmethod
     def load(cls, run_dir: str | Path, **overrides) -> TextFeaturizer:
-        """Restore a fitted featurizer; ``overrides`` may change e.g. ``device`` or ``cache_dir``."""
+        """Restore a fitted featurizer; `overrides` may change e.g. `device` or `cache_dir`.
+        Its tables start empty and fill with the texts of whatever it transforms."""
         directory = Path(run_dir) / SAVE_DIR
         meta = json.loads((directory / "featurizer.json").read_text())
         self = cls({**meta["config"], **overrides})
-        self.whitening = Whitening.load(directory, "whiten")
-        for side in SIDES:
-            if self.sentence is not None:
+        if self.encoder is not None:
+            self.whitening = Whitening.load(directory, "whiten")
+        if self.sentence is not None:
+            for side in SIDES:
                 self.fallback_mean[side] = np.load(directory / f"fallback_{side}_mean.npy")
-            table = pq.read_table(directory / f"{side}_train_counts.parquet")
-            self.train_counts[side] = dict(zip(table.column("id").to_pylist(),
-                                               table.column("train_count").to_pylist()))
+        if self.cfg.tokens:
+            self.vocab = TokenVocab.load(directory / "token_vocab.json")
+        self.fitted = True
         return self

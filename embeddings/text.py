@@ -19,9 +19,11 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-ITEM_TEXT_COLUMNS = ("item_title", "item_entity_names")
-USER_TEXT_COLUMNS = ("query_entity_seq", "service_entity_seq", "bill_entity_seq")
-TEXT_COLUMNS = USER_TEXT_COLUMNS + ITEM_TEXT_COLUMNS
+from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+
+# The order fields are joined in: queries first, so truncation by tokens drops the bill history first.
+USER_TEXT_ORDER = USER_TEXT_COLUMNS[::-1]
+ITEM_TEXT_ORDER = ITEM_TEXT_COLUMNS[::-1]
 
 _SPACE = re.compile(r"\s+")
 # NFKC already maps the full-width comma to ","; the ideographic comma it leaves alone.
@@ -51,13 +53,13 @@ def _column(batch: pa.RecordBatch | pa.Table, name: str) -> list[str | None]:
 
 def user_texts(batch: pa.RecordBatch | pa.Table) -> list[str]:
     """One normalised user text per row, in row order."""
-    cols = [_column(batch, name) for name in USER_TEXT_COLUMNS]
+    cols = [_column(batch, name) for name in USER_TEXT_ORDER]
     return [join_fields(values) for values in zip(*cols)]
 
 
 def item_texts(batch: pa.RecordBatch | pa.Table) -> list[str]:
     """One normalised item text per row, in row order."""
-    cols = [_column(batch, name) for name in ITEM_TEXT_COLUMNS]
+    cols = [_column(batch, name) for name in ITEM_TEXT_ORDER]
     return [join_fields(values) for values in zip(*cols)]
 
 

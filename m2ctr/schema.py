@@ -18,6 +18,8 @@ ID_COLUMNS = ("user_id", "item_id")
 USER_TEXT_COLUMNS = ("bill_entity_seq", "service_entity_seq", "query_entity_seq")
 ITEM_TEXT_COLUMNS = ("item_entity_names", "item_title")
 TEXT_COLUMNS = (*USER_TEXT_COLUMNS, *ITEM_TEXT_COLUMNS)  # in raw column order
+# Text columns that hold free text (split into words); every other text column is a comma list of entities.
+TITLE_COLUMNS = ("item_title",)
 # The column order of a headerless file; a file with a header may name any subset of the deep features.
 RAW_COLUMNS = ("user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES)
 RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from m2ctr.schema import DEEP_FEATURES, N_DEEP_FEATURES, RAW_REQUIRED, REJECT_REASONS
 from synthetic.impressions import (
     FEATURE_LIMIT,
     MAX_COUNT,
-    N_DEEP,
     SCENE_BASE_CTR,
     Impressions,
     sample_impressions,
@@ -26,12 +26,10 @@ from synthetic.impressions import (
 from synthetic.vocab import TOPIC_NAMES
 from synthetic.world import make_world
 
-BASE_COLUMNS = ["user_id", "item_id", "log_time", "label", "bill_entity_seq",
-                "service_entity_seq", "query_entity_seq", "item_entity_names", "item_title",
-                "scene"]
-DEEP_COLUMNS = [f"deep_features_{k}" for k in range(N_DEEP)]
-BAD_KINDS = ("bad_log_time", "bad_label", "bad_scene", "missing_user_id", "missing_item_id",
-             "too_few_fields", "too_many_fields")
+N_DEEP = N_DEEP_FEATURES
+BASE_COLUMNS = list(RAW_REQUIRED)  # every raw column but the deep features, in file order
+DEEP_COLUMNS = list(DEEP_FEATURES)
+BAD_KINDS = REJECT_REASONS
 BAD_LOG_TIMES = ["not-a-time", "2024-13-45 99:00:00", "yesterday", "2024/2/30 25:61",
                  "31.12.2024", "12:00"]
 BAD_LABELS = ["2", "yes", "-1", "clicked"]

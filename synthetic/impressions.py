@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from m2ctr.schema import N_DEEP_FEATURES
 from synthetic.world import N_TOPICS, World
 
-N_DEEP = 27
+N_DEEP = N_DEEP_FEATURES
 SCENE_BASE_CTR = np.array([0.02, 0.04, 0.06, 0.09, 0.14])
 # Rows: scene 0..4; columns: weight of deep_features_10..13 in that scene's logit.
 SCENE_EFFECTS = np.array([

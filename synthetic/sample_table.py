@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import orc
 
-from .data import DENSE_COLUMNS, N_DEEP, N_SCENE_COUNTS, TEXT_COLUMNS
+from m2ctr.schema import DENSE_COLUMNS, N_DEEP_FEATURES, SCENES, TEXT_COLUMNS
+
+N_DEEP, N_SCENE_COUNTS = N_DEEP_FEATURES, len(SCENES)
 
 SCENE_BASE_LOGIT = np.array([-2.4, -1.6, -1.0, -2.0, -0.6])
 # deep_features_0 pushes clicks up in some scenes and down in others

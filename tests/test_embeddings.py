@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ from embeddings import TextFeaturizer
 from embeddings.encoder import HFEncoder, default_model_path
 from embeddings.text import item_texts, normalise, user_texts
 from embeddings.whitening import Whitening
+from m2ctr.schema import cold_bucket
 
 TOPICS = ["coffee beans", "running shoes", "phone case", "cat food", "garden tools",
           "travel insurance", "movie tickets", "yoga mat", "car wash", "piano lessons"]
@@ -50,10 +52,37 @@ def cfg(tmp_path_factory):
     return {"whiten_dim": 8, "cache_dir": str(tmp_path_factory.mktemp("vectors")), "device": "cpu"}
 
 
+def cold_of(counts: dict[str, dict[str, int]]):
+    """A `cold(side, ids)` callable from training-row counts per side."""
+    return lambda side, ids: cold_bucket([counts[side].get(v, 0) for v in ids.to_pylist()])
+
+
+def row_counts(tables) -> dict[str, dict[str, int]]:
+    out = {"user": Counter(), "item": Counter()}
+    for t in tables:
+        for side in out:
+            out[side].update(t.column(f"{side}_id").to_pylist())
+    return out
+
+
+def fit(cfg, train: pa.Table, counts=None, chunk: int = 7) -> TextFeaturizer:
+    counts = counts or row_counts([train])
+    feat = TextFeaturizer(cfg).fit(train.to_batches(max_chunksize=chunk), cold_of(counts))
+    feat.counts = counts
+    return feat
+
+
+def blocks(feat: TextFeaturizer, table: pa.Table) -> dict[str, np.ndarray]:
+    cold = {side: cold_of(feat.counts)(side, table.column(f"{side}_id")) for side in ("user", "item")}
+    out = feat.blocks(table, cold)
+    out.update({f"cold_{side}": v for side, v in cold.items()})
+    return out
+
+
 @pytest.fixture(scope="module")
 def fitted(cfg):
     train, _ = split(samples())
-    return TextFeaturizer(cfg).fit(train.to_batches(max_chunksize=7))
+    return fit(cfg, train)
 
 
 # -- text building ----------------------------------------------------------------------------
@@ -140,7 +169,7 @@ def test_loads_local_model_offline(tmp_path):
 
 def test_blocks_shapes_flags_and_buckets(fitted):
     _, val = split(samples())
-    out = fitted.transform(val)
+    out = blocks(fitted, val)
     n = val.num_rows
     assert set(out) == {"text_user", "text_item", "fb_user", "fb_item", "cold_user", "cold_item"}
     for name, width in fitted.widths.items():
@@ -160,11 +189,24 @@ def test_blocks_shapes_flags_and_buckets(fitted):
     assert (np.abs(out["text_item"][~empty, :-1]).sum(axis=1) > 0).all()
 
 
+def test_tables_hold_each_unique_text_once_and_rows_hold_indices(fitted):
+    table = samples()
+    idx = fitted.transform(table)
+    assert set(idx) == {"text_user", "text_item"} and idx["text_item"].dtype == np.int64
+    texts = item_texts(table)
+    # one table row per unique raw text, however many rows show it
+    assert len(fitted.tables["item"]) == len(set(zip(*(table.column(c).to_pylist()
+                                                        for c in ("item_title", "item_entity_names")))))
+    for r in range(table.num_rows):
+        same = [q for q in range(table.num_rows) if texts[q] == texts[r]]
+        assert len({int(idx["text_item"][q]) for q in same}) == 1
+
+
 def test_fallback_is_sentence_vector_when_cold_and_mean_when_warm(cfg):
     train, _ = split(samples())
-    counts = {"u0": 9, "u1": 2}  # u0 warm, u1 few, everybody else zero
-    feat = TextFeaturizer(cfg).fit([train], user_train_counts=counts, item_train_counts={})
-    out = feat.transform(train)
+    counts = {"user": {"u0": 9, "u1": 2}, "item": {}}  # u0 warm, u1 few, everybody else zero
+    feat = fit(cfg, train, counts)
+    out = blocks(feat, train)
     users = np.array(train.column("user_id").to_pylist())
     texts = user_texts(train)
     warm, few = users == "u0", (users == "u1") & np.array([bool(t) for t in texts])
@@ -180,7 +222,7 @@ def test_vectors_follow_rows_under_shuffling(fitted):
     table = samples()
     perm = np.random.default_rng(5).permutation(table.num_rows)
     shuffled = table.take(pa.array(perm))
-    a, b = fitted.transform(table), fitted.transform(shuffled.to_batches()[0])
+    a, b = blocks(fitted, table), blocks(fitted, shuffled)
     for name in a:
         np.testing.assert_allclose(a[name][perm], b[name], atol=1e-5)
     # and each row carries the whitened vector of its own text
@@ -194,9 +236,9 @@ def test_whitening_is_fitted_on_training_texts_only(cfg):
     fits = []
     for val_text in ("", " with a completely different validation title"):
         train, val = split(samples(val_text=val_text))
-        feat = TextFeaturizer(cfg).fit(train.to_batches(max_chunksize=10))
+        feat = fit(cfg, train, chunk=10)
         mu, W = feat.whitening.mu.copy(), feat.whitening.W.copy()
-        feat.transform(val)  # seeing validation text must not move the fit
+        blocks(feat, val)  # seeing validation text must not move the fit
         np.testing.assert_array_equal(mu, feat.whitening.mu)
         np.testing.assert_array_equal(W, feat.whitening.W)
         fits.append((mu, W))
@@ -207,20 +249,20 @@ def test_whitening_is_fitted_on_training_texts_only(cfg):
     np.testing.assert_array_equal(fits[0][1], fits[1][1])
     # fitting on validation rows too would have moved mu: the check above can fail
     train, val = split(samples(val_text=" with a completely different validation title"))
-    leaky = TextFeaturizer(cfg).fit([train, val])
+    leaky = fit(cfg, pa.concat_tables([train, val]))
     assert not np.allclose(leaky.whitening.mu, fits[0][0])
 
 
 def test_second_run_encodes_nothing(tmp_path):
     cfg = {"whiten_dim": 8, "cache_dir": str(tmp_path / "cache"), "device": "cpu"}
     train, val = split(samples(seed=3))
-    first = TextFeaturizer(cfg).fit([train])
-    out1 = first.transform(val)
+    first = fit(cfg, train)
+    out1 = blocks(first, val)
     assert first.n_encoded > 0
     assert list((tmp_path / "cache").rglob("part-*.parquet"))
 
-    second = TextFeaturizer(cfg).fit([train])
-    out2 = second.transform(val)
+    second = fit(cfg, train)
+    out2 = blocks(second, val)
     assert second.n_encoded == 0
     assert second.encoder.n_cache_hits > 0
     for name in out1:
@@ -230,13 +272,13 @@ def test_second_run_encodes_nothing(tmp_path):
 def test_each_unique_text_is_encoded_once(tmp_path):
     cfg = {"whiten_dim": 8, "cache_dir": "", "device": "cpu", "fallback": False}
     train, _ = split(samples(seed=4))
-    feat = TextFeaturizer(cfg).fit([train])
+    feat = fit(cfg, train)
     n_unique = len({t for t in user_texts(train) if t}) + len({t for t in item_texts(train) if t})
     assert feat.n_encoded == n_unique
-    feat.transform(train)
-    feat.transform(train)
+    blocks(feat, train)
+    blocks(feat, train)
     assert feat.n_encoded == n_unique
-    assert set(feat.transform(train)) == {"text_user", "text_item", "cold_user", "cold_item"}
+    assert set(blocks(feat, train)) == {"text_user", "text_item", "cold_user", "cold_item"}
 
 
 def test_save_and_load_give_the_same_blocks(fitted, tmp_path):
@@ -244,8 +286,9 @@ def test_save_and_load_give_the_same_blocks(fitted, tmp_path):
     assert (tmp_path / "text" / "whiten_W.npy").is_file()
     assert (tmp_path / "text" / "whiten_mu.npy").is_file()
     loaded = TextFeaturizer.load(tmp_path)
+    loaded.counts = fitted.counts
     _, val = split(samples())
-    a, b = fitted.transform(val), loaded.transform(val)
+    a, b = blocks(fitted, val), blocks(loaded, val)
     assert loaded.widths == fitted.widths
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.models import get_model
+from trainer.models import MODELS
 from trainer.models.fusion import Fusion
 
 N_SCENES = 5
@@ -32,7 +32,7 @@ def own_logit(logits, b):
 
 
 def test_registry_builds_fusion_as_a_text_model():
-    cls = get_model("fusion")
+    cls = MODELS["fusion"]
     assert cls is Fusion and cls.uses_text
 
 
@@ -60,12 +60,13 @@ def test_gate_mixes_backbone_and_content_logits():
     b = batch()
     last = model.gate[-1]
     with torch.no_grad():
-        content = torch.cat([b[k] for k in model.content_blocks]
+        content = torch.cat([b[k] for k in model.vector_blocks]
                             + [b[u] * b[i] for u, i in model.pairs]
                             + [torch.nn.functional.cosine_similarity(b[u][:, :-1], b[i][:, :-1]).unsqueeze(1)
                                for u, i in model.pairs]
                             + [model.cold[k](b[k]) for k in ("cold_user", "cold_item")], dim=1)
-        content_logit = model.content(content).squeeze(-1)
+        torch.testing.assert_close(model.content_input(b), content)
+        content_logit = model.content.shared(content).squeeze(-1)
         backbone_logit = model.backbone(b)
         last.bias.fill_(30.0)   # alpha -> 1: the content tower alone
         last.weight.zero_()
@@ -103,7 +104,7 @@ def test_learns_from_text_blocks():
 
 
 def test_needs_text_blocks():
-    with pytest.raises(ValueError, match="text blocks"):
+    with pytest.raises(ValueError, match="text blocks .* or tokens"):
         Fusion({**SPEC, "blocks": {}})
 
 

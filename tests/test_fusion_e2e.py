@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from pyarrow import orc
 
+from synthetic.sample_table import write_sample_table
 from trainer.cli import main
-from trainer.testing import write_sample_table
 
 pytestmark = pytest.mark.slow
 
@@ -75,11 +75,11 @@ def test_ladder_writes_mean_and_std_and_resumes(tables, capsys):
     root, a, _ = tables
     out = root / "ladder"
     argv = ["ladder", "--table", str(a), "--out", str(out), "--seeds", "2", "--rungs", "mmoe",
-            "mmoe+text", "fusion", "--epochs", "1", "--device", "cpu", "--threads", "2",
+            "mmoe+tokens", "fusion", "--epochs", "1", "--device", "cpu", "--threads", "2",
             "--cache-dir", str(root / "cache"), "--quiet"]
     assert main(argv) == 0
     doc = json.loads((out / "ladder.json").read_text())
-    assert list(doc["test_auc"]) == ["mmoe", "mmoe+text", "fusion"]
+    assert list(doc["test_auc"]) == ["mmoe", "mmoe+tokens", "fusion"]
     for rung in doc["test_auc"]:
         aucs = [json.loads((out / "runs" / f"{rung}-seed{s}" / "metrics.json").read_text())["test"]["auc"]
                 for s in (0, 1)]

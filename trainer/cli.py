@@ -1,18 +1,19 @@
 """`python -m trainer SUBCOMMAND ...`.
 
-Subcommands live in `SUBCOMMANDS` (name -> (help, add_arguments, run)); adding
-one is a function that declares its arguments, a function that runs it, and one
-line in the table.
+Subcommands live in `SUBCOMMANDS` (name -> (help, add_arguments, run)); adding one is a function
+that declares its arguments, a function that runs it, and one line in the table. `fit` turns its
+arguments into a FitConfig here; nothing below this module sees argparse.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
-from .data import TrainerError, default_table_path
-from .ladder import add_ladder_arguments, run_ladder
+from .config import FitConfig, default
+from .data import TrainerError
 from .models import MODELS
 
 
@@ -26,7 +27,7 @@ def _hparam(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -34,57 +35,76 @@ def _positive(text: str) -> int:
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    def opt(name: str, help: str, **kw):
+        p_ = kw.pop("group", p)
+        if kw.get("action") != "store_true":
+            kw.setdefault("default", default(name))
+            help += " (default %(default)s)"
+        p_.add_argument(f"--{name.replace('_', '-')}", help=help, **kw)
+
     p.add_argument("model", choices=list(MODELS), help="model to train")
-    p.add_argument(
-        "--table", default=str(default_table_path()),
-        help="training_samples directory (ORC, date=YYYY-MM-DD partitions); "
-        "default: $CTR_WAREHOUSE_DIR/m2ctr.db/training_samples (%(default)s)",
-    )
+    opt("table", "training_samples directory (ORC, date=YYYY-MM-DD partitions); "
+        "default: $CTR_WAREHOUSE_DIR/m2ctr.db/training_samples", metavar="DIR")
     p.add_argument("--out", help="run directory to create (default: runs/<model>-<timestamp>)")
-    p.add_argument("--epochs", type=_positive, default=5, help="maximum epochs (default %(default)s)")
-    p.add_argument("--patience", type=_positive, default=2,
-                   help="stop after this many epochs without a better validation AUC (default %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="seed for python, numpy and torch (default %(default)s)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto picks CUDA when available (default %(default)s)")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--batch-size", type=_positive, default=1024, help="training batch size (default %(default)s)")
-    p.add_argument("--eval-batch-size", type=_positive, default=8192, help="inference batch size (default %(default)s)")
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default %(default)s)")
-    p.add_argument("--val-days", type=_positive, default=1, help="days before the test days used for validation (default %(default)s)")
-    p.add_argument("--test-days", type=_positive, default=1, help="last days used for test (default %(default)s)")
-    p.add_argument("--scene-weights", choices=["none", "balanced"], default="none",
-                   help="reweight the loss by inverse scene frequency on the training days (default %(default)s)")
-    p.add_argument("--min-count", type=_positive, default=2,
-                   help="training-day impressions an id needs for its own embedding; rarer and unseen "
-                   "ids share hash buckets (default %(default)s)")
-    p.add_argument("--max-vocab", type=_positive, default=200_000, help="most frequent ids kept per field (default %(default)s)")
-    p.add_argument("--hash-buckets", type=_positive, default=4096, help="shared buckets per id field (default %(default)s)")
+    opt("epochs", "maximum epochs", type=positive)
+    opt("patience", "stop after this many epochs without a better validation AUC", type=positive)
+    opt("seed", "seed for python, numpy and torch", type=int)
+    opt("device", "auto picks CUDA when available", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=positive, help="torch CPU threads (default: torch's own choice)")
+    opt("batch_size", "training batch size", type=positive)
+    opt("eval_batch_size", "inference batch size", type=positive)
+    opt("lr", "AdamW learning rate of the dense layers", type=float)
+    opt("emb_lr", "learning rate of the id and token tables (sparse Adam)", type=float)
+    opt("weight_decay", "AdamW weight decay of the dense layers", type=float)
+    opt("val_days", "days before the test days used for validation", type=positive)
+    opt("test_days", "last days used for test", type=positive)
+    opt("scene_weights", "reweight the loss by inverse scene frequency on the training days",
+        choices=["none", "balanced"])
+    opt("min_count", "training-day impressions an id needs for its own embedding; rarer and unseen "
+        "ids share hash buckets", type=positive)
+    opt("max_vocab", "most frequent ids kept per field", type=positive)
+    opt("hash_buckets", "shared buckets per id field", type=positive)
+    opt("shuffle_buffer", "training rows shuffled together; memory grows with it, not with the table",
+        type=positive)
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                   help="forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with "
-                        "bf16 support, weights and evaluation stay float32 (default %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    text = p.add_argument_group("text (mmoe --text, fusion)")
-    text.add_argument("--text", action="store_true", help="add whitened text vectors of user and item to the input")
-    text.add_argument("--fallback", action="store_true",
-                      help="also add fallback sentence vectors (on for models that use text)")
-    text.add_argument("--text-model", metavar="NAME_OR_PATH", help="text encoder (default: the embeddings package's)")
-    text.add_argument("--pooling", choices=["last4-mean", "first-last-avg"], default="last4-mean",
-                      help="token pooling of the text encoder (default %(default)s)")
-    text.add_argument("--whiten-dim", type=_positive, default=128, help="whitened vector width (default %(default)s)")
-    text.add_argument("--sentence-model", metavar="NAME_OR_PATH", help="fallback sentence encoder (default: the embeddings package's)")
-    text.add_argument("--cache-dir", default=".cache/text_vectors", help="text vector cache (default %(default)s)")
+    opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
+        "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
+    opt("quiet", "no progress bars or per-epoch lines", action="store_true")
+    opt("report", "write report.html into the run directory at the end", action="store_true")
+    g = p.add_argument_group("content (on for fusion; --tokens / --text / --fallback add it to dnn, mmoe, ple)")
+    opt("tokens", "content ids: entity tokens and title words, one table shared by user and item",
+        action="store_true", group=g)
+    opt("text", "whitened encoder vectors of the user and item text", action="store_true", group=g)
+    opt("fallback", "also fallback sentence vectors for zero/few users and items", action="store_true", group=g)
+    opt("token_min_count", "training-row count a token needs for its own id", type=positive, group=g)
+    opt("token_max_vocab", "most frequent tokens kept", type=positive, group=g)
+    opt("token_buckets", "shared hash buckets for rare and unseen tokens", type=positive, group=g)
+    opt("tokens_per_field", "tokens kept per text field", type=positive, group=g)
+    g.add_argument("--text-model", metavar="NAME_OR_PATH", help="text encoder (default: the bundled all-MiniLM-L6-v2)")
+    opt("pooling", "token pooling of the text encoder", choices=["last4-mean", "first-last-avg"], group=g)
+    opt("whiten_dim", "whitened vector width", type=positive, group=g)
+    g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
+                   help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
+    opt("cache_dir", "text vector cache", group=g)
+
+
+def fit_config(args: argparse.Namespace) -> FitConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig) if hasattr(args, f.name)}
+    values["hp"] = dict(args.hp)
+    return FitConfig(**values)
 
 
 def run_fit(args) -> None:
     from .train import fit
 
-    args.hp = dict(args.hp)
-    fit(args)
+    cfg = fit_config(args)
+    out = fit(cfg)
+    if cfg.report:
+        from .report import write_report
+
+        print(f"report: {write_report(out)}", file=sys.stderr)
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,7 +115,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def run_evaluate(args) -> None:
     from .train import evaluate
 
-    evaluate(args)
+    evaluate(args.run_dir, args.table)
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,7 +127,47 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 def run_predict(args) -> None:
     from .train import predict
 
-    predict(args)
+    predict(args.run_dir, args.table, args.out)
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="RUN_DIR|LADDER_DIR", help="a run directory or a ladder directory")
+
+
+def run_report(args) -> None:
+    from .report import write_report
+
+    print(write_report(args.path))
+
+
+def add_ladder_arguments(p: argparse.ArgumentParser) -> None:
+    from .ladder import RUNGS
+
+    p.add_argument("--table", default=default("table"), help="training_samples directory (default: %(default)s)")
+    p.add_argument("--seeds", type=positive, default=3, help="seeds per rung, 0..N-1 (default %(default)s)")
+    p.add_argument("--out", help="ladder directory (default: runs/ladder-<timestamp>)")
+    p.add_argument("--rungs", nargs="+", choices=list(RUNGS), default=list(RUNGS), metavar="RUNG",
+                   help=f"subset of rungs to run, of: {', '.join(RUNGS)} (default: all)")
+    p.add_argument("--truth", help="the generator's truth.parquet, for the oracle row "
+                   "(default: $CTR_RAW_PATH/truth.parquet when it is there)")
+    # Passed through to every fit when given; FitConfig's own defaults otherwise.
+    p.add_argument("--epochs", type=positive, help="maximum epochs per run (default: fit's)")
+    p.add_argument("--batch-size", type=positive, help="training batch size (default: fit's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="(default: fit's)")
+    p.add_argument("--threads", type=positive, help="torch CPU threads (default: fit's)")
+    p.add_argument("--cache-dir", help="text vector cache shared by the text rungs (default: fit's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+LADDER_PASS_THROUGH = ("epochs", "batch_size", "device", "threads", "cache_dir")
+
+
+def run_ladder(args) -> None:
+    from .ladder import run_ladder as ladder
+
+    base = FitConfig(model="dnn", table=args.table, quiet=args.quiet,
+                     **{k: getattr(args, k) for k in LADDER_PASS_THROUGH if getattr(args, k) is not None})
+    ladder(base, args.rungs, args.seeds, args.out, args.truth)
 
 
 SUBCOMMANDS = {
@@ -116,6 +176,8 @@ SUBCOMMANDS = {
                  add_evaluate_arguments, run_evaluate),
     "predict": ("write impression_id + click probability for every row of a table",
                 add_predict_arguments, run_predict),
+    "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
+               add_report_arguments, run_report),
     "ladder": ("train every model rung on one split for several seeds; write ladder.md and ladder.json",
                add_ladder_arguments, run_ladder),
 }

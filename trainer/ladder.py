@@ -1,10 +1,11 @@
 """`python -m trainer ladder`: what each part adds, on one time split, over several seeds.
 
-Rungs: dnn, mmoe, ple, mmoe+text, mmoe+text+fallback, fusion. Every rung is an ordinary
-`fit` run (same defaults, same split), written under `<out>/runs/<rung>-seed<S>/`; a run that
-already finished is read back instead of trained again, so an interrupted ladder resumes.
-Text is encoded once: all rungs share the vector cache (and, in this process, the loaded
-encoder), so later text rungs only read vectors back.
+Every neural rung is an ordinary fit, its FitConfig derived from one base with `replace`, written
+under `<out>/runs/<rung>-seed<S>/`; a run that already finished is read back instead of trained
+again, so an interrupted ladder resumes. Peers stand beside them on the same table and split:
+LightGBM on the same features (plain, and with TF-IDF/SVD text components), and the oracle (the
+generator's true click probability) when the table comes with its truth. Text is encoded once:
+all rungs share the vector cache.
 
 `<out>/ladder.json` and `<out>/ladder.md` hold mean ± sample std over seeds of the test AUC:
 overall, per scene, and per cold-start bucket (zero / few / warm users and items).
@@ -12,7 +13,6 @@ overall, per scene, and per cold-start bucket (zero / few / warm users and items
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime
@@ -20,65 +20,42 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import COLD_NAMES, default_table_path
+from m2ctr.schema import COLD_BUCKETS
 
+from .config import FitConfig
+from .data import Table, split_days
+
+# Neural rungs: the FitConfig fields each one changes. In order, each adds one part.
 RUNGS = {
-    "dnn": ["dnn"],
-    "mmoe": ["mmoe"],
-    "ple": ["ple"],
-    "mmoe+text": ["mmoe", "--text"],
-    "mmoe+text+fallback": ["mmoe", "--text", "--fallback"],
-    "fusion": ["fusion"],
+    "dnn": {"model": "dnn"},
+    "mmoe": {"model": "mmoe"},
+    "ple": {"model": "ple"},
+    "dnn+tokens": {"model": "dnn", "tokens": True},
+    "mmoe+tokens": {"model": "mmoe", "tokens": True},
+    "mmoe+tokens+text": {"model": "mmoe", "tokens": True, "text": True},
+    "mmoe+tokens+text+fallback": {"model": "mmoe", "tokens": True, "text": True, "fallback": True},
+    "fusion": {"model": "fusion"},  # the same content side, plus the gate
+    "lightgbm": {"peer": "lightgbm"},
+    "lightgbm+text": {"peer": "lightgbm", "text": True},
+    "oracle": {"peer": "oracle"},
 }
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_ladder_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--table", default=str(default_table_path()),
-                   help="training_samples directory (default: %(default)s)")
-    p.add_argument("--seeds", type=_positive, default=3,
-                   help="seeds per rung, 0..N-1 (default %(default)s)")
-    p.add_argument("--out", help="ladder directory (default: runs/ladder-<timestamp>)")
-    p.add_argument("--rungs", nargs="+", choices=list(RUNGS), default=list(RUNGS), metavar="RUNG",
-                   help=f"subset of rungs to run, of: {', '.join(RUNGS)} (default: all)")
-    # Passed through to every `fit` when given; fit's own defaults otherwise.
-    p.add_argument("--epochs", type=_positive, help="maximum epochs per run (default: fit's)")
-    p.add_argument("--batch-size", type=_positive, help="training batch size (default: fit's)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="(default: fit's)")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: fit's)")
-    p.add_argument("--cache-dir", help="text vector cache shared by the text rungs (default: fit's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-
-
-PASS_THROUGH = ("epochs", "batch_size", "device", "threads", "cache_dir")
-
-
-def _fit_args(args) -> list[str]:
-    out = []
-    for name in PASS_THROUGH:
-        value = getattr(args, name)
-        if value is not None:
-            out += [f"--{name.replace('_', '-')}", str(value)]
-    return out + (["--quiet"] if args.quiet else [])
-
-
-def _fit_once(rung: str, seed: int, table: str, run_dir: Path, fit_args: list[str]) -> dict:
+def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict, truth: Path | None) -> dict | None:
     if (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())
-    from .cli import build_parser
-    from .train import fit
+    change = RUNGS[rung]
+    if "peer" not in change:
+        from .train import fit
 
-    argv = ["fit", *RUNGS[rung], "--table", table, "--out", str(run_dir), "--seed", str(seed), *fit_args]
-    args = build_parser().parse_args(argv)
-    args.hp = dict(args.hp)
-    fit(args)
-    return json.loads((run_dir / "metrics.json").read_text())
+        fit(base.replace(**change, seed=seed, out=str(run_dir)))
+        return json.loads((run_dir / "metrics.json").read_text())
+    from . import peers
+
+    if change["peer"] == "oracle":
+        return peers.oracle_metrics(base.table, split, truth) if truth else None
+    return peers.fit_lightgbm(base.table, split, seed, text=change.get("text", False),
+                              out_dir=run_dir, threads=base.threads)
 
 
 def _slices(test: dict) -> dict[str, float | None]:
@@ -86,7 +63,7 @@ def _slices(test: dict) -> dict[str, float | None]:
     out = {"auc": test["auc"]}
     out.update({f"scene {s}": v for s, v in sorted(test["per_scene_auc"].items())})
     for side in ("user", "item"):
-        for name in COLD_NAMES:
+        for name in COLD_BUCKETS:
             out[f"{side} {name}"] = test["cold_start"][side][name]["auc"]
     return out
 
@@ -118,7 +95,7 @@ def markdown(summary: dict, sizes: dict[str, int], seeds: list[int], table: str)
     lines = [
         "# Model ladder: test AUC",
         "",
-        f"Table `{table}`, seeds {seeds}; mean ± sample std over seeds.",
+        f"Table `{table}`, seeds {seeds}; mean ± sample std over seeds (the oracle has no seed).",
         "Cold-start buckets count training-day impressions (zero 0, few 1-4, warm 5+).",
         "",
         "| rung | " + " | ".join(columns) + " |",
@@ -133,29 +110,37 @@ def markdown(summary: dict, sizes: dict[str, int], seeds: list[int], table: str)
 def _sizes(test: dict) -> dict[str, int]:
     out = {"auc": test["n"]}
     for side in ("user", "item"):
-        for name in COLD_NAMES:
+        for name in COLD_BUCKETS:
             out[f"{side} {name}"] = test["cold_start"][side][name]["n"]
     return out
 
 
-def run_ladder(args) -> None:
-    out = Path(args.out) if args.out else Path("runs") / f"ladder-{datetime.now():%Y%m%d-%H%M%S}"
-    fit_args = _fit_args(args)
-    seeds = list(range(args.seeds))
-    jobs = [(rung, seed) for rung in args.rungs for seed in seeds]
-    results: dict[str, list[dict]] = {rung: [] for rung in args.rungs}
+def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None, truth: str | None) -> Path:
+    from . import peers
+
+    out = Path(out) if out else Path("runs") / f"ladder-{datetime.now():%Y%m%d-%H%M%S}"
+    split = split_days(Table(base.table).days, base.val_days, base.test_days)
+    truth_path = Path(truth) if truth else peers.find_truth(base.table)
+    seeds = list(range(n_seeds))
+    jobs = [(rung, seed) for rung in rungs for seed in (seeds if rung != "oracle" else [0])]
+    results: dict[str, list[dict]] = {rung: [] for rung in rungs}
     for k, (rung, seed) in enumerate(jobs, 1):
         print(f"[ladder {k}/{len(jobs)}] {rung} seed {seed}", file=sys.stderr)
-        run_dir = out / "runs" / f"{rung}-seed{seed}"
-        results[rung].append(_fit_once(rung, seed, args.table, run_dir, fit_args))
-
+        metrics = _fit_once(base, rung, seed, out / "runs" / f"{rung}-seed{seed}", split, truth_path)
+        if metrics is not None:
+            results[rung].append(metrics)
+    results = {rung: runs for rung, runs in results.items() if runs}
+    if not results:
+        raise SystemExit("ladder: no rung produced metrics")
     summary = summarise(results)
-    first = results[args.rungs[0]][0]
-    doc = {"table": args.table, "seeds": seeds, "split": first["split"], "fit_args": fit_args,
-           "rungs": {rung: RUNGS[rung] for rung in args.rungs},
+    first = next(iter(results.values()))[0]
+    doc = {"table": base.table, "seeds": seeds, "split": split, "base": base.to_dict(),
+           "rungs": {rung: RUNGS[rung] for rung in results},
            "test_rows": _sizes(first["test"]), "test_auc": summary}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "ladder.json").write_text(json.dumps(doc, indent=2) + "\n")
-    text = markdown(summary, doc["test_rows"], seeds, args.table)
+    text = markdown(summary, doc["test_rows"], seeds, base.table)
     (out / "ladder.md").write_text(text)
     print(f"ladder written to {out}", file=sys.stderr)
     print(text)
+    return out

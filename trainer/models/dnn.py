@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from .layers import Inputs, merge_hparams
+from .layers import Inputs, merge_hparams, mlp
 
 
 class DNN(nn.Module):
@@ -17,13 +17,8 @@ class DNN(nn.Module):
         super().__init__()
         self.hparams = hp = merge_hparams(self.defaults, hparams, "dnn")
         self.inputs = Inputs(spec, hp["emb_dim"])
-        layers, d = [], self.inputs.out_dim
-        for h in hp["hidden"]:
-            layers += [nn.Linear(d, h), nn.ReLU(), nn.Dropout(hp["dropout"])]
-            d = h
         # the body is shared; the last layer gives each scene its own logit (the loss picks the row's)
-        layers.append(nn.Linear(d, spec["n_scenes"]))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = mlp(self.inputs.out_dim, hp["hidden"], hp["dropout"], out=spec["n_scenes"])
 
     def forward(self, batch):
         return self.mlp(self.inputs(batch))

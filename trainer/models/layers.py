@@ -1,4 +1,5 @@
-"""Building blocks shared by the models: the input layer and batched expert/tower stacks."""
+"""Building blocks shared by the models: the input layer, content-id pooling, MLPs and batched
+expert/tower stacks."""
 
 from __future__ import annotations
 
@@ -7,9 +8,53 @@ import math
 import torch
 from torch import nn
 
+SIDES = ("user", "item")
+
+
+def mlp(d_in: int, dims: list[int], dropout: float = 0.0, out: int | None = None) -> nn.Sequential:
+    """Linear + ReLU (+ dropout) per hidden width, then an optional linear output layer."""
+    layers: list[nn.Module] = []
+    for d in dims:
+        layers += [nn.Linear(d_in, d), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d_in = d
+    if out is not None:
+        layers.append(nn.Linear(d_in, out))
+    return nn.Sequential(*layers)
+
+
+class TokenPooling(nn.Module):
+    """Content ids of both sides through ONE table, mean-pooled per field.
+
+    Input `tok_user` [B, F_u, L] and `tok_item` [B, F_i, L] (0 pads). Output [B, out_dim]: every
+    pooled field, then the explicit user-item match, the product and the dot of the user's and the
+    item's mean field vectors, so "sushi" in the user's queries meets "sushi" in the item's names.
+    """
+
+    def __init__(self, tokens: dict, dim: int):
+        super().__init__()
+        self.table = nn.EmbeddingBag(tokens["n_tokens"], dim, mode="mean", padding_idx=0)
+        nn.init.normal_(self.table.weight, std=0.05)
+        with torch.no_grad():
+            self.table.weight[0].zero_()
+        self.fields = {side: tokens["fields"][side] for side in SIDES}
+        self.out_dim = (sum(self.fields.values()) + 1) * dim + 1
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        pooled = {}
+        for side in SIDES:
+            tok = batch[f"tok_{side}"]
+            b, f, length = tok.shape
+            pooled[side] = self.table(tok.reshape(b * f, length)).view(b, f, -1)   # [B, F, d]
+        u, v = pooled["user"].mean(1), pooled["item"].mean(1)                    # [B, d]
+        return torch.cat([pooled["user"].flatten(1), pooled["item"].flatten(1), u * v,
+                          (u * v).sum(1, keepdim=True)], dim=1)
+
 
 class Inputs(nn.Module):
-    """Id embeddings (one table, per-field offsets) + dense features + any extra float blocks."""
+    """Id embeddings (one table, per-field offsets), pooled content ids when the spec has tokens,
+    dense features and any extra float blocks."""
 
     def __init__(self, spec: dict, emb_dim: int):
         super().__init__()
@@ -17,13 +62,17 @@ class Inputs(nn.Module):
         self.embedding = nn.Embedding(sum(cards), emb_dim)
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.register_buffer("offsets", torch.tensor([0, *cards[:-1]]).cumsum(0), persistent=False)
+        self.tokens = TokenPooling(spec["tokens"], emb_dim) if spec.get("tokens") else None
         self.blocks = list(spec.get("blocks", {}))
-        self.out_dim = len(cards) * emb_dim + spec["n_dense"] + sum(spec.get("blocks", {}).values())
+        self.out_dim = (len(cards) * emb_dim + (self.tokens.out_dim if self.tokens else 0)
+                        + spec["n_dense"] + sum(spec.get("blocks", {}).values()))
 
     def parts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(id embeddings [B, n_fields*emb_dim], float inputs [B, n_dense + blocks]); `forward`
-        is the two side by side."""
+        """(learned inputs [B, ...] that need an input gradient, constant float inputs [B, ...]);
+        `forward` is the two side by side."""
         emb = self.embedding(batch["ids"] + self.offsets).flatten(1)
+        if self.tokens is not None:
+            emb = torch.cat([emb, self.tokens(batch)], dim=1)
         rest = torch.cat([batch["dense"], *(batch[b] for b in self.blocks)], dim=1) if self.blocks else batch["dense"]
         return emb, rest
 
@@ -32,11 +81,11 @@ class Inputs(nn.Module):
 
 
 class BatchedLinear(nn.Module):
-    """`n` independent linear maps applied in one einsum.
+    """`n` independent linear maps in one GEMM or bmm; output [B, n, d_out].
 
-    Input [B, d_in] (the same input for all n), or that input as a pair of column blocks
-    (needs an input gradient, constant) as `Inputs.parts` gives it, or [B, n, d_in] (one input
-    each); output [B, n, d_out].
+    `shared(*parts)`: one input for all n maps, given as column blocks [B, d_k] of it; a block
+    after the first needs no input gradient, so it gets none. `each(x)`: one input per map,
+    x [B, n, d_in].
     """
 
     def __init__(self, n: int, d_in: int, d_out: int):
@@ -45,30 +94,28 @@ class BatchedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, d_out).uniform_(-bound, bound))
 
-    def forward(self, x) -> torch.Tensor:
-        if isinstance(x, tuple):
-            # (embeddings, constant inputs), the columns of one shared input: two GEMMs into one
-            # output so the backward computes an input gradient for the embedding columns only
-            head, tail = x
-            n, d_in, d_out = self.weight.shape
-            w = self.weight.permute(1, 0, 2).reshape(d_in, n * d_out)
-            k = head.shape[1]
-            out = torch.addmm(self.bias.reshape(-1), tail, w[k:])
-            # in-place ops are outside autocast: match the dtype autocast gave `out`
-            return out.addmm_(head.to(out.dtype), w[:k].to(out.dtype)).view(-1, n, d_out)
-        if x.dim() == 2:
-            # all n maps share one input: a single [B, d_in] x [d_in, n*d_out] matmul
-            n, d_in, d_out = self.weight.shape
-            w = self.weight.permute(1, 0, 2).reshape(d_in, n * d_out)
-            # the bias rides in the GEMM (addmm), not in a second pass over the [B, n*d_out] output
-            return torch.addmm(self.bias.reshape(-1), x, w).view(-1, n, d_out)
-        # bmm over experts on transposed views: chains of layers pass strides, not copies
+    def shared(self, *parts: torch.Tensor) -> torch.Tensor:
+        n, d_in, d_out = self.weight.shape
+        w = self.weight.permute(1, 0, 2).reshape(d_in, n * d_out)
+        head, *tail = parts
+        if not tail:
+            # the bias rides in the GEMM (addmm), not in a second pass over the output
+            return torch.addmm(self.bias.reshape(-1), head, w).view(-1, n, d_out)
+        # (learned, constant) column blocks: two GEMMs into one output, so the backward computes
+        # an input gradient for the learned columns only
+        k = head.shape[1]
+        out = torch.addmm(self.bias.reshape(-1), torch.cat(tail, dim=1), w[k:])
+        # in-place ops are outside autocast: match the dtype autocast gave `out`
+        return out.addmm_(head.to(out.dtype), w[:k].to(out.dtype)).view(-1, n, d_out)
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        # bmm over maps on transposed views: chains of layers pass strides, not copies
         return torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight).transpose(0, 1)
 
 
 class BatchedMLP(nn.Module):
     """`n` MLPs of the same shape, each layer one BatchedLinear, ReLU between (and after the last
-    layer when `last_activation`)."""
+    layer when `last_activation`). `shared(*parts)` and `each(x)` as in BatchedLinear."""
 
     def __init__(self, n: int, d_in: int, dims: list[int], last_activation: bool = True):
         super().__init__()
@@ -79,12 +126,17 @@ class BatchedMLP(nn.Module):
         self.last_activation = last_activation
         self.out_dim = d_in
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if self.last_activation or i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
+    def _chain(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers after the first, on the first layer's output."""
+        for layer in self.layers[1:]:
+            x = layer.each(torch.relu(x))
+        return torch.relu(x) if self.last_activation else x
+
+    def shared(self, *parts: torch.Tensor) -> torch.Tensor:
+        return self._chain(self.layers[0].shared(*parts))
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        return self._chain(self.layers[0].each(x))
 
 
 def towers(n_scenes: int, d_in: int, dims: list[int]) -> BatchedMLP:

@@ -32,7 +32,7 @@ class MMoE(nn.Module):
         emb, rest = self.inputs.parts(batch)
         x = torch.cat([emb, rest], dim=1)                                 # [B, d_in]
         # the experts take the two parts: no input gradient is computed for the float columns
-        experts = self.experts((emb, rest))                               # [B, E, h]
+        experts = self.experts.shared(emb, rest)                               # [B, E, h]
         gates = self.gates(x).view(-1, self.n_scenes, self.n_experts).softmax(-1)  # [B, S, E]
         mixed = mix(gates, experts)                                       # [B, S, h]
-        return self.towers(mixed).squeeze(-1)                             # [B, S]
+        return self.towers.each(mixed).squeeze(-1)                             # [B, S]

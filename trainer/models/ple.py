@@ -37,7 +37,7 @@ class Extraction(nn.Module):
         # x: Inputs.parts (embeddings, float inputs) for the first layer, else [B, S+1, d_in]
         # (one input per scene + shared)
         if self.first:
-            experts = self.experts(x)                                     # [B, n_all, h]
+            experts = self.experts.shared(*x)                             # [B, n_all, h]
             scene_in = shared_in = torch.cat(x, dim=1)                    # [B, d_in]
         else:
             b, d = x.shape[0], x.shape[-1]
@@ -46,8 +46,9 @@ class Extraction(nn.Module):
                 scene_in.unsqueeze(2).expand(b, self.n_scenes, self.n_specific, d).reshape(b, -1, d),
                 shared_in.unsqueeze(1).expand(b, self.n_shared, d),
             ], dim=1)
-            experts = self.experts(per_expert)                            # [B, n_all, h]
-        gates = self.scene_gates(scene_in).softmax(-1)                    # [B, S, k]
+            experts = self.experts.each(per_expert)                       # [B, n_all, h]
+        gate = self.scene_gates.shared if self.first else self.scene_gates.each
+        gates = gate(scene_in).softmax(-1)                    # [B, S, k]
         # spread each scene's k gate weights over all experts (zeros elsewhere) rather than
         # copying each scene's chosen experts out of the big tensor
         full = gates.new_zeros(gates.shape[0], self.n_scenes, self.n_all)
@@ -91,4 +92,4 @@ class PLE(nn.Module):
         x = self.inputs.parts(batch)  # the first experts' input gradient skips the float inputs
         for level in self.levels:
             x = level(x)
-        return self.towers(x).squeeze(-1)                                 # [B, S]
+        return self.towers.each(x).squeeze(-1)                                 # [B, S]

@@ -1,0 +1,80 @@
+"""FitConfig: everything one `fit` needs, in one object.
+
+The CLI builds it from its arguments and the ladder derives each rung from a base with
+`dataclasses.replace`; nothing below the CLI sees argparse. `config.json` of a run is this object,
+written once. Defaults live here only: the CLI shows them in `--help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_table_path() -> Path:
+    return Path(os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")) / "m2ctr.db" / "training_samples"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    model: str
+    table: str = field(default_factory=lambda: str(default_table_path()))
+    out: str | None = None
+    # -- optimisation
+    epochs: int = 5
+    patience: int = 2
+    seed: int = 42
+    batch_size: int = 1024
+    eval_batch_size: int = 8192
+    lr: float = 2e-3
+    emb_lr: float = 5e-4
+    weight_decay: float = 1e-5
+    precision: str = "float32"
+    scene_weights: str = "none"
+    # -- hardware
+    device: str = "auto"
+    threads: int | None = None
+    # -- split and preprocessing (fitted on the training days only)
+    val_days: int = 1
+    test_days: int = 1
+    min_count: int = 2
+    max_vocab: int = 200_000
+    hash_buckets: int = 4096
+    shuffle_buffer: int = 262_144
+    # -- content: token ids, encoder vectors, fallback vectors
+    tokens: bool = False
+    text: bool = False
+    fallback: bool = False
+    token_min_count: int = 3
+    token_max_vocab: int = 100_000
+    token_buckets: int = 2048
+    tokens_per_field: int = 16
+    text_model: str | None = None
+    pooling: str = "last4-mean"
+    whiten_dim: int = 128
+    sentence_model: str | None = None
+    cache_dir: str = ".cache/text_vectors"
+    # -- model hyperparameters (`--hp KEY=VALUE`), checked by the model itself
+    hp: dict = field(default_factory=dict)
+    # -- output
+    quiet: bool = False
+    report: bool = False
+
+    def replace(self, **changes) -> FitConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FitConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def default(name: str):
+    """The default of one FitConfig field (for the CLI's `--help`)."""
+    f = next(f for f in dataclasses.fields(FitConfig) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
