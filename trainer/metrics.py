@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import COLD_NAMES
+from m2ctr.schema import COLD_BUCKETS as COLD_NAMES
 
 
 def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> 
         "n": len(y),
         "auc": auc(y, p),
         "logloss": logloss(y, p),
-        "gauc": gauc(y, p, split["user_id"]),
+        "gauc": gauc(y, p, split["user_key"]),
         "per_scene_auc": per_scene,
         "cold_start": cold,
         "calibration": {
