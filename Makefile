@@ -69,6 +69,10 @@ demo: data features quality train
 	@echo; echo "== test metrics ($(DEMO_RUN)/metrics.json) =="
 	@$(PY) -c "import json; m = json.load(open('$(DEMO_RUN)/metrics.json')); t = m['test']; \
 	print(json.dumps({k: t[k] for k in ('n', 'auc', 'gauc', 'logloss', 'per_scene_auc', 'cold_start')}, indent=2))"
+	@echo; echo "== reports (open in a browser) =="
+	@r="$(abspath $(DEMO_RUN))/report.html"; q="$(CURDIR)/reports/data_quality/data_docs/index.html"; \
+	echo "run report:   $$r$$(test -f "$$r" || echo '  (missing: $(PY) -m trainer report $(DEMO_RUN))')"; \
+	echo "data quality: $$q$$(test -f "$$q" || echo '  (missing: make quality)')"
 
 # pytest exits 5 when it collected no test: that is a failure, never a pass.
 test: install

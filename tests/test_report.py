@@ -245,6 +245,9 @@ def check_run_tables(page: Page, run: Path) -> None:
     for part, title in (("train", "train"), ("val", "validation"), ("test", "test")):
         assert split[title]["days"] == ", ".join(m["split"][f"{part}_days"])
     assert int(split["test"]["rows"].replace(",", "")) == m["test"]["n"]
+    prep = json.loads((run / "preprocessing.json").read_text())
+    if "n_train_rows" in prep:  # the trainer records the training rows there
+        assert int(split["train"]["rows"].replace(",", "")) == prep["n_train_rows"]
     history = json.loads((run / "history.json").read_text())
     rows = page.rows("history")
     assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in history]
@@ -272,12 +275,14 @@ def test_fusion_run_page_shows_alpha(runs, tmp_path):
     page = render(run)
     check_run_tables(page, run)
     alpha = json.loads((run / "metrics.json").read_text())["extras"]
-    for r in page.rows("alpha"):
-        part = "val" if r["split"] == "validation" else "test"
+    rows = page.rows("alpha")
+    assert len(rows) == 1 + 2 * len(COLD_BUCKETS) + len(alpha["test"]["alpha"]["per_scene"])
+    for r in rows:
         kind, _, key = r["slice"].partition(" ")
-        a = alpha[part]["alpha"]
-        want = a["mean"] if kind == "all" else a[SLICE_KEYS[kind]][key]
-        assert r["mean alpha"] == M.fmt(want)
+        for part, title in (("val", "validation"), ("test", "test")):
+            a = alpha[part]["alpha"]
+            want = a["mean"] if kind == "all" else a[SLICE_KEYS[kind]][key]
+            assert r[f"{title} mean alpha"] == M.fmt(want)
     scores = pq.read_table(run / "scores_test.parquet")
     if "alpha" in scores.column_names:  # the trainer's own scores files carry each row's alpha
         assert images(page) == RUN_IMAGES | {"report_alpha.png"}
@@ -386,7 +391,9 @@ def test_ladder_page(ladder):
     doc = json.loads((ladder / "ladder.json").read_text())
     assert images(page) == {"report_ladder.png"}
     rows = page.rows("ladder")
-    assert [r["rung"] for r in rows] == [*doc["test_auc"], "test rows"]
+    ours = [r for r in doc["test_auc"] if r != "oracle" and not r.startswith("lightgbm")]
+    peers = [r for r in doc["test_auc"] if r.startswith("lightgbm")]
+    assert [r["rung"] for r in rows] == [*ours, *peers, "oracle", "test rows"]
     for r in rows[:-1]:
         for column, cell in r.items():
             if column == "rung":

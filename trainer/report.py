@@ -68,7 +68,8 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom:
 .meta { color: #555; } .note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 0.4em 0.8em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; } th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.wide { overflow-x: auto; } .sd { display: block; font-size: 0.82em; color: #666; }
 tr.oracle td { color: #b00020; font-style: italic; } tr.peer td { color: #8a4b00; }
 img { max-width: 100%; height: auto; display: block; margin: 0.6em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
@@ -99,13 +100,21 @@ def _table(table_id: str, header: list[str], rows: list[list], row_classes: list
     for k, row in enumerate(rows):
         cls = f' class="{_e(row_classes[k])}"' if row_classes and row_classes[k] else ""
         cells = "".join(
-            f'<td class="num">{_e(c)}</td>' if isinstance(c, (int, float, np.number)) or _numeric(c)
-            else f"<td>{_e(c)}</td>"
+            f'<td class="num">{_cell_html(c)}</td>' if isinstance(c, (int, float, np.number)) or _numeric(c)
+            else f"<td>{_cell_html(c)}</td>"
             for c in row
         )
         out.append(f"<tr{cls}>{cells}</tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+class _Html(str):
+    """A table cell that is already HTML (its parts escaped), put in as it is."""
+
+
+def _cell_html(c) -> str:
+    return c if isinstance(c, _Html) else _e(c)
 
 
 def _numeric(text) -> bool:
@@ -208,7 +217,7 @@ def _run_page(run: Path) -> tuple[list[str], str]:
     model = metrics.get("model", config.get("model", "?"))
     parts = [p for p in PARTS if p in metrics]
     scenes = _scene_keys(metrics, parts)
-    title = f"Run report: {model} ({run.name})"
+    title = f"Run report: {model}" + ("" if run.name == model else f" ({run.name})")
 
     body = [f"<h1>{_e(title)}</h1>", _run_meta(run, config), _data_docs_link(run)]
     body += [_note(n) for n in notes]
@@ -216,7 +225,7 @@ def _run_page(run: Path) -> tuple[list[str], str]:
     body.append("<h2>Headline metrics</h2>")
     body.append(_headline_table(metrics, parts))
     body.append("<h2>Split</h2>")
-    body.append(_split_table(metrics, parts))
+    body.append(_split_table(metrics, parts, run))
 
     body.append("<h2>Per scene</h2>")
     body.append(_per_scene_table(metrics, parts, scenes))
@@ -292,9 +301,14 @@ def _headline_table(metrics: dict, parts: list[str]) -> str:
     return out
 
 
-def _split_table(metrics: dict, parts: list[str]) -> str:
+def _split_table(metrics: dict, parts: list[str], run: Path) -> str:
     split = metrics.get("split", {})
-    rows_known = split.get("rows", {})
+    rows_known = dict(split.get("rows", {}))
+    prep = run / "preprocessing.json"  # the training-day row count the preprocessing was fitted on
+    if "train" not in rows_known and prep.is_file():
+        n_train = _read_json(prep, "preprocessing").get("n_train_rows")
+        if n_train is not None:
+            rows_known["train"] = n_train
     rows = []
     for p in ("train", *parts):
         days = split.get(f"{p}_days", [])
@@ -451,19 +465,14 @@ def _alpha_section(metrics: dict, scores: dict, figs: _Figures, scenes: list[str
                             "distribution of alpha by cold-start bucket and by scene"))
     else:
         out.append(_note("The scores files carry no alpha column: only the means from metrics.json are shown."))
-    rows = []
-    for p in PARTS:
-        a = summary.get(p)
-        if not a:
-            continue
-        rows.append([PART_TITLES[p], "all", M.fmt(a.get("mean"))])
+    parts = [p for p in PARTS if summary.get(p)]
+    if parts:
+        slices = [("all", lambda a: a.get("mean"))]
         for key, label in (("cold_user", "user"), ("cold_item", "item")):
-            for b in COLD_BUCKETS:
-                rows.append([PART_TITLES[p], f"{label} {b}", M.fmt(a.get(key, {}).get(b))])
-        for s in scenes:
-            rows.append([PART_TITLES[p], f"scene {s}", M.fmt(a.get("per_scene", {}).get(s))])
-    if rows:
-        out.append(_table("alpha", ["split", "slice", "mean alpha"], rows))
+            slices += [(f"{label} {b}", lambda a, k=key, b=b: a.get(k, {}).get(b)) for b in COLD_BUCKETS]
+        slices += [(f"scene {sc}", lambda a, sc=sc: a.get("per_scene", {}).get(sc)) for sc in scenes]
+        rows = [[name, *(M.fmt(get(summary[p])) for p in parts)] for name, get in slices]
+        out.append(_table("alpha", ["slice", *(f"{PART_TITLES[p]} mean alpha" for p in parts)], rows))
     return out
 
 
@@ -518,9 +527,12 @@ def _rung_kind(rung: str) -> str:
 
 
 def _cell(stat: dict | None) -> str:
+    """'mean ± std' as text; the std sits on a second, smaller line so wide ladders still fit."""
     if not stat or stat.get("mean") is None:
         return "n/a"
-    return f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat.get("std") is not None else "")
+    if stat.get("std") is None:
+        return f"{stat['mean']:.4f}"
+    return _Html(f"{stat['mean']:.4f}<span class=\"sd\"> ± {stat['std']:.4f}</span>")
 
 
 def _ladder_page(ladder: Path) -> tuple[list[str], str]:
@@ -528,6 +540,9 @@ def _ladder_page(ladder: Path) -> tuple[list[str], str]:
     table = doc.get("test_auc") or {}
     if not table:
         raise TrainerError(f"{ladder / 'ladder.json'} has no test_auc entries")
+    # our rungs in ladder order, then the peers, then the oracle
+    order = {"model": 0, "peer": 1, "oracle": 2}
+    table = dict(sorted(table.items(), key=lambda kv: order[_rung_kind(kv[0])]))
     title = f"Ladder report ({ladder.name})"
     columns = list(dict.fromkeys(c for stats in table.values() for c in stats))
     seeds = doc.get("seeds", [])
@@ -559,7 +574,7 @@ def _ladder_page(ladder: Path) -> tuple[list[str], str]:
     if sizes:
         rows.append(["test rows", *(_count(sizes[c]) if c in sizes else "" for c in columns)])
         kinds.append("")
-    body.append(_table("ladder", ["rung", *columns], rows, kinds))
+    body.append('<div class="wide">' + _table("ladder", ["rung", *columns], rows, kinds) + "</div>")
     body += _ladder_runs(ladder, table)
     return body, title
 
