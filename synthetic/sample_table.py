@@ -166,14 +166,18 @@ def make_samples(
 
 def write_sample_table(
     path: str | Path, rows_per_day: int = 3000, days: int = 6, seed: int = 0,
-    start: str = "2024-03-01", drop_columns: tuple[str, ...] = (), **kwargs,
+    start: str = "2024-03-01", drop_columns: tuple[str, ...] = (), files_per_day: int = 1, **kwargs,
 ) -> Path:
-    """Write the table as `path/date=YYYY-MM-DD/part-0.orc` and return `path`."""
+    """Write the table as `path/date=YYYY-MM-DD/part-K.orc` (`files_per_day` files, rows split in
+    order) and return `path`."""
     path = Path(path)
     tables, _ = make_samples(rows_per_day, days, seed, start, **kwargs)
     day0 = dt.date.fromisoformat(start)
     for d, t in enumerate(tables):
         part = path / f"date={day0 + dt.timedelta(days=d)}"
         part.mkdir(parents=True, exist_ok=True)
-        orc.write_table(t.drop_columns(list(drop_columns)), str(part / "part-0.orc"))
+        t = t.drop_columns(list(drop_columns))
+        bounds = np.linspace(0, t.num_rows, files_per_day + 1).astype(int)
+        for k in range(files_per_day):
+            orc.write_table(t.slice(bounds[k], bounds[k + 1] - bounds[k]), str(part / f"part-{k}.orc"))
     return path

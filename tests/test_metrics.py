@@ -67,12 +67,12 @@ def test_evaluate_slices_by_scene_and_cold_bucket():
         "scene": rng.integers(0, 2, n),
         "cold_user": rng.integers(0, 3, n),
         "cold_item": np.full(n, 2),  # every item warm: zero and few are empty
-        "user_id": rng.integers(0, 50, n).astype(str).astype(object),
+        "user_key": rng.integers(0, 50, n),
     }
     split["label"][split["scene"] == 1] = 0  # scene "7" has no clicks
     p = rng.random(n)
     out = M.evaluate(split, p, scenes=[3, 7])
-    assert set(out) == {"n", "auc", "logloss", "gauc", "per_scene_auc", "cold_start"}
+    assert set(out) == {"n", "auc", "logloss", "gauc", "per_scene_auc", "cold_start", "calibration"}
     assert out["n"] == n
     m3 = split["scene"] == 0
     assert out["per_scene_auc"]["3"] == pytest.approx(roc_auc_score(split["label"][m3], p[m3]))

@@ -82,7 +82,8 @@ def test_run_directory_is_complete_and_metrics_follow_the_contract(runs):
     m = read_metrics(run)
     assert m["model"] == "mmoe"
     assert m["split"] == {"train_days": ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"],
-                          "val_days": ["2024-03-05"], "test_days": ["2024-03-06"]}
+                          "val_days": ["2024-03-05"], "test_days": ["2024-03-06"],
+                          "rows": {"train": 10000, "val": 2500, "test": 2500}}
     for part in ("val", "test"):
         assert {"n", "auc", "logloss", "gauc", "per_scene_auc", "cold_start"} <= set(m[part])
         assert m[part]["n"] == 2500

@@ -1,5 +1,6 @@
 import sys
 
-from .cli import main
+# Absolute import: Spark's TorchDistributor runs this file as a script.
+from trainer.cli import main
 
 sys.exit(main())

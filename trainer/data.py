@@ -100,6 +100,10 @@ class Table:
                 if batch.num_rows:
                     yield batch
 
+    @staticmethod
+    def count_rows(fragments: Iterable[ds.Fragment]) -> int:
+        return sum(f.count_rows() for f in fragments)
+
     def batches(self, days: Iterable[str], columns: Iterable[str],
                 batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
         """Record batches of the given days in a stable order (by day, then file)."""
@@ -291,15 +295,22 @@ def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def shuffled_batches(table: Table, days: list[str], features: Features, batch_size: int,
-                     buffer_rows: int, seed: int, epoch: int, rank: int = 0,
-                     world: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """One epoch of training batches: files in a (seed, epoch)-determined order, rows shuffled
-    within a buffer of `buffer_rows`; every row of the rank's files exactly once. Under data
-    parallelism rank r reads every world-th file of that order, so ranks never share a row."""
-    rng = np.random.default_rng([seed, epoch])
+def training_shard(table: Table, days: list[str], seed: int, epoch: int, rank: int = 0,
+                   world: int = 1) -> list[ds.Fragment]:
+    """This rank's training files for one epoch: the files of `days` in a (seed, epoch)-determined
+    order, every world-th one from position `rank`, so ranks never share a row."""
     frags = table.fragments(days)
-    frags = [frags[i] for i in rng.permutation(len(frags))][rank::world]
+    order = np.random.default_rng([seed, epoch]).permutation(len(frags))
+    return [frags[i] for i in order][rank::world]
+
+
+def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Features, batch_size: int,
+                     buffer_rows: int, seed: int, epoch: int,
+                     repeat: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Training batches of `fragments`, read in order, rows shuffled within a buffer of
+    `buffer_rows` (memory grows with the buffer, never with the table); every row exactly once,
+    in an order fixed by (seed, epoch, repeat)."""
+    rng = np.random.default_rng([seed, epoch, repeat])
     buffer: list[dict] = []
     held = 0
     carry: dict | None = None
@@ -315,7 +326,7 @@ def shuffled_batches(table: Table, days: list[str], features: Features, batch_si
         rest = order[n_full:]
         carry = {k: v[rest] for k, v in block.items()} if len(rest) else None
 
-    for batch in table.read(frags, features.columns):
+    for batch in table.read(fragments, features.columns):
         buffer.append(features(batch))
         held += batch.num_rows
         if held >= buffer_rows:

@@ -10,11 +10,12 @@ written under a hidden temporary name next to its final place and renamed only o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from . import distributed
 from . import metrics as M
 from .artifacts import atomic_path, write_json
 from .config import FitConfig
@@ -38,6 +40,7 @@ from .data import (
     ordered_batches,
     shuffled_batches,
     split_days,
+    training_shard,
 )
 from .models import MODELS
 
@@ -124,18 +127,22 @@ class Optimizers:
     with the dense layers' rate they memorise the training ids within one epoch.
     """
 
-    def __init__(self, model: torch.nn.Module, lr: float, emb_lr: float, weight_decay: float):
+    def __init__(self, model: torch.nn.Module, lr: float, emb_lr: float, weight_decay: float,
+                 sparse: bool = True):
         tables = []
         for m in model.modules():
             if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is None:
-                m.sparse = True
+                m.sparse = sparse
                 tables.append(m.weight)
         in_tables = {id(p) for p in tables}
         rest = [p for p in model.parameters() if id(p) not in in_tables]
         fused = all(p.device.type in ("cpu", "cuda") for p in rest)
         self.opts = [torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, fused=fused or None)]
         if tables:
-            self.opts.append(torch.optim.SparseAdam(tables, lr=emb_lr))
+            # NCCL has no sparse all-reduce: under data parallelism on CUDA the tables take dense
+            # gradients and a dense Adam (no weight decay, as for the sparse one)
+            self.opts.append(torch.optim.SparseAdam(tables, lr=emb_lr) if sparse else
+                             torch.optim.AdamW(tables, lr=emb_lr, weight_decay=0.0, fused=fused or None))
 
     def zero_grad(self) -> None:
         for o in self.opts:
@@ -158,6 +165,7 @@ class Prepared:
     spec: dict
     device: torch.device
     threads: int
+    world: distributed.World = field(default_factory=distributed.World)
 
 
 def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
@@ -183,6 +191,8 @@ def prepare(cfg: FitConfig) -> Prepared:
     threads = cfg.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
+    world = distributed.init(device)
+    device = world.device(device)
     content = content_config(cfg, MODELS[cfg.model].uses_text)
     table = Table(cfg.table, need_text=content is not None)
     split = split_days(table.days, cfg.val_days, cfg.test_days)
@@ -204,7 +214,7 @@ def prepare(cfg: FitConfig) -> Prepared:
         "blocks": featurizer.widths if featurizer is not None else {},
         "tokens": featurizer.token_spec if featurizer is not None else None,
     }
-    return Prepared(table, split, prep, Features(prep, featurizer), spec, device, threads)
+    return Prepared(table, split, prep, Features(prep, featurizer), spec, device, threads, world)
 
 
 # ---------------------------------------------------------------------------- fit, step 2: build
@@ -220,25 +230,58 @@ def build(cfg: FitConfig, spec: dict) -> torch.nn.Module:
 # ---------------------------------------------------------------------------- fit, step 3: train and write
 
 
+def epoch_batches(p: Prepared, cfg: FitConfig, epoch: int):
+    """One epoch of this rank's training batches. Under data parallelism every rank takes as many
+    steps as the rank with the most rows (DDP needs them in step); a shorter shard starts over,
+    reshuffled, as DistributedSampler pads with repeats."""
+    w = p.world
+    shard = training_shard(p.table, p.split["train_days"], cfg.seed, epoch, w.rank, w.size)
+
+    def one_pass(repeat: int):
+        return shuffled_batches(p.table, shard, p.features, cfg.batch_size, cfg.shuffle_buffer,
+                                cfg.seed, epoch, repeat)
+
+    if not w.parallel:
+        yield from one_pass(0)
+        return
+    steps = w.max(-(-p.table.count_rows(shard) // cfg.batch_size))
+    repeat, batches = 0, one_pass(0)
+    for _ in range(steps):
+        batch = next(batches, None)
+        while batch is None:
+            repeat += 1
+            batches = one_pass(repeat)
+            batch = next(batches, None)
+        yield batch
+
+
+def score_days(model, p: Prepared, days: list[str], eval_batch_size: int) -> dict[str, np.ndarray]:
+    """Scores of every row of `days`: each rank scores its share of the files, then all gather."""
+    w = p.world
+    rows = score(distributed.unwrap(model), ordered_batches(p.table, days, p.features, w.rank, w.size,
+                                                            eval_batch_size), p.features, p.device)
+    return w.gather(rows)
+
+
 def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
     """Optimizers above, early stopping on validation AUC; the best epoch's weights are restored."""
-    device = p.device
-    opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay)
+    device, w = p.device, p.world
+    opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay,
+                     sparse=not (w.parallel and device.type == "cuda"))
+    model = distributed.wrap(model, w)
     sw = (torch.tensor(fit_scene_weights(p.prep.state["scene_counts"]), dtype=torch.float32, device=device)
           if cfg.scene_weights == "balanced" else None)
     # "bfloat16": forward matmuls under autocast (about half the step time on CPUs with
     # avx512_bf16, see bench/trainer.py --ours-bf16); weights, optimiser and evaluation stay float32
     amp = cfg.precision == "bfloat16"
-    n_train = p.prep.state["n_train_rows"]
+    quiet = cfg.quiet or not w.is_main
     best_auc, best_state, best_epoch, history = float("-inf"), None, -1, []
     for epoch in range(cfg.epochs):
         model.train()
-        batches = shuffled_batches(p.table, p.split["train_days"], p.features, cfg.batch_size,
-                                   cfg.shuffle_buffer, cfg.seed, epoch)
-        bar = tqdm(total=n_train, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="row", unit_scale=True,
-                   file=sys.stderr, mininterval=1.0, disable=cfg.quiet)
+        bar = tqdm(total=p.prep.state["n_train_rows"] // w.size, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="row", unit_scale=True, file=sys.stderr, mininterval=1.0, disable=quiet)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for step, arrays in enumerate(batches):
+        for step, arrays in enumerate(epoch_batches(p, cfg, epoch)):
             batch = to_model(arrays, p.features, device)
             rows = len(arrays["label"])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -254,22 +297,21 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         bar.close()
         elapsed = time.perf_counter() - t0
-        val = score(model, ordered_batches(p.table, p.split["val_days"], p.features,
-                                           batch_size=cfg.eval_batch_size), p.features, device)
+        val = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
         val_auc = M.auc(val["label"], val["probability"]) if val else None
         score_ = -1.0 if val_auc is None else val_auc
         improved = score_ > best_auc
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_auc": val_auc,
-                        "samples_per_s": seen / elapsed})
-        if not cfg.quiet:
+                        "samples_per_s": seen * w.size / elapsed})
+        if not quiet:
             print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}  val AUC {M.fmt(val_auc)}  "
-                  f"{seen / elapsed:,.0f} samples/s{'  *' if improved else ''}", file=sys.stderr)
+                  f"{seen * w.size / elapsed:,.0f} samples/s{'  *' if improved else ''}", file=sys.stderr)
         if improved:
             best_auc, best_epoch = score_, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in distributed.unwrap(model).state_dict().items()}
         elif epoch - best_epoch >= cfg.patience:
             break
-    model.load_state_dict(best_state)
+    distributed.unwrap(model).load_state_dict(best_state)
     return history
 
 
@@ -290,13 +332,14 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
 
 def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run_dir: Path | None = None) -> dict:
     """metrics.json for the validation and test days; the per-row scores go to `run_dir`."""
-    result = {"model": model_name, "split": p.split}
+    result = {"model": model_name,
+              "split": {**p.split, "rows": {"train": p.prep.state["n_train_rows"]}}}
     extras_summary = {}
     for part in ("val", "test"):
-        rows = score(model, ordered_batches(p.table, p.split[f"{part}_days"], p.features,
-                                            batch_size=eval_batch_size), p.features, p.device)
+        rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
+        result["split"]["rows"][part] = len(rows["label"])
         result[part] = M.evaluate(rows, rows["probability"], p.spec["scenes"])
         extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability")}
         if extras:
@@ -315,30 +358,40 @@ def write_scores(path: Path, rows: dict, scenes: list[int]) -> None:
 
 
 def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
+    """Train, then write the run; under data parallelism every rank trains and scores, rank 0 writes."""
     n_params = sum(q.numel() for q in model.parameters())
-    print(f"{cfg.model}: train {p.prep.state['n_train_rows']:,} rows ({', '.join(p.split['train_days'])}); "
-          f"{n_params:,} parameters on {p.device}", file=sys.stderr)
-    with atomic_path(out, directory=True) as tmp:
-        write_json(tmp / "config.json", run_config(cfg, p, model))
-        p.prep.save(tmp)
-        if p.features.featurizer is not None:
-            p.features.featurizer.save(tmp)
+    if p.world.is_main:
+        print(f"{cfg.model}: train {p.prep.state['n_train_rows']:,} rows ({', '.join(p.split['train_days'])}); "
+              f"{n_params:,} parameters on {p.device}"
+              + (f", {p.world.size} processes" if p.world.parallel else ""), file=sys.stderr)
+    writing = atomic_path(out, directory=True) if p.world.is_main else contextlib.nullcontext(None)
+    with writing as tmp:
+        if tmp is not None:
+            write_json(tmp / "config.json", run_config(cfg, p, model))
+            p.prep.save(tmp)
+            if p.features.featurizer is not None:
+                p.features.featurizer.save(tmp)
         history = train_loop(model, p, cfg)
-        write_json(tmp / "history.json", history)
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         result = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, tmp)
-        write_json(tmp / "metrics.json", result)
-        (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
-    print(f"run written to {out}", file=sys.stderr)
-    print(M.summary_text(result, "test"))
+        if tmp is not None:
+            write_json(tmp / "history.json", history)
+            save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+            write_json(tmp / "metrics.json", result)
+            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+    p.world.barrier()  # no rank returns before the run directory is in place
+    if p.world.is_main:
+        print(f"run written to {out}", file=sys.stderr)
+        print(M.summary_text(result, "test"))
     return out
 
 
 def fit(cfg: FitConfig) -> Path:
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    if cfg.out and Path(cfg.out).exists():
+        raise TrainerError(f"run directory {cfg.out} already exists; choose another --out")
+    p = prepare(cfg)
+    out = Path(p.world.broadcast(cfg.out or f"runs/{cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"))
     if out.exists():
         raise TrainerError(f"run directory {out} already exists; choose another --out")
-    p = prepare(cfg)
     model = build(cfg, p.spec).to(p.device)
     return train_and_write(cfg, p, model, out)
 
