@@ -1,0 +1,314 @@
+"""`trainer serve`: the real service (uvicorn on 127.0.0.1, a free port) spoken to over HTTP.
+
+Fast tests: a fusion run on a small sample table and a snapshot fixture in the warehouse's layout,
+made from the table's last day (the state of every user, item and pair at the start of that day is
+in that day's rows). The slow test builds the real warehouse twice (days 1..N-1 and 1..N) and
+checks that day N's raw records scored by the service match `trainer predict` on the full build.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import uvicorn
+from pyarrow import orc
+
+from m2ctr.schema import (
+    DEEP_FEATURES,
+    ITEM_FEATURES,
+    ITEM_TEXT_COLUMNS,
+    PAIR_FEATURES,
+    SCENES,
+    USER_FEATURES,
+    USER_TEXT_COLUMNS,
+)
+from synthetic.sample_table import write_sample_table
+from trainer.cli import main
+from trainer.serving import load_scorer
+from trainer.serving.app import create_app
+from trainer.serving.snapshot import SNAPSHOT_MODELS
+from trainer.train import predict
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def running(app):
+    """Serve `app` with uvicorn in a thread on a free port of 127.0.0.1; yields the base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def http(url: str, body=None, headers: dict | None = None, raw: bytes | None = None) -> tuple[int, dict]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def rows_of(table: pa.Table) -> list[dict]:
+    return table.to_pylist()
+
+
+def request_for(rows: list[dict]) -> dict:
+    """A /score body for rows of one user (the raw fields of a training_samples row)."""
+    first = rows[0]
+    return {"user": {"user_id": first["user_id"], **{c: first[c] for c in USER_TEXT_COLUMNS}},
+            "items": [{"item_id": r["item_id"], "scene": r["scene"], **{c: r[c] for c in ITEM_TEXT_COLUMNS},
+                       **{c: r[c] for c in DEEP_FEATURES}} for r in rows]}
+
+
+def write_snapshot_fixture(day: pa.Table, as_of: str, out: Path) -> Path:
+    """The warehouse's snapshot tables (one row per id and scene, one null-id row per scene with the
+    no-history values; pairs with one null row) from the rows of day `as_of`, which hold every
+    feature as of its start. Ids that are new that day are left out, as the warehouse leaves them
+    out: they take the no-history rows. Values a (id, scene) never shows that day are NaN, so a
+    lookup of the wrong scene cannot pass unnoticed."""
+    date = pa.array([dt.date.fromisoformat(as_of)], pa.date32())[0]
+    sides = {"user_features_snapshot": ("user_id", "u", USER_FEATURES),
+             "item_features_snapshot": ("item_id", "i", ITEM_FEATURES)}
+    assert {*sides, "user_item_snapshot"} == set(SNAPSHOT_MODELS)  # the service reads these
+    for model, (key, p, columns) in sides.items():
+        seen = day.filter(pc.equal(day.column(f"{p}_has_history"), 1)).to_pylist()
+        fresh = day.filter(pc.equal(day.column(f"{p}_has_history"), 0)).to_pylist()
+        by_id = defaultdict(dict)
+        for r in seen:
+            by_id[r[key]][r["scene"]] = r
+        cold = {r["scene"]: r for r in fresh}
+        for s in SCENES:
+            rows = []
+            for ident, per_scene in sorted(by_id.items()):
+                any_row = next(iter(per_scene.values()))
+                rows.append({key: ident, f"{p}_last_hist_date": any_row[f"{p}_last_hist_date"],
+                             **{c: (per_scene[s][c] if s in per_scene else
+                                    float("nan") if c.endswith("_smooth") else any_row[c]) for c in columns}})
+            nan = {c: float("nan") if c.endswith("_smooth") else 0 for c in columns}
+            rows.append({key: None, f"{p}_last_hist_date": None, **(
+                {c: cold[s][c] for c in columns} if s in cold else nan)})
+            t = pa.Table.from_pylist(rows).append_column("date", pa.array([date] * len(rows)))
+            part = out / model / f"scene={s}"
+            part.mkdir(parents=True, exist_ok=True)
+            orc.write_table(t, str(part / "part-0.orc"))
+    pairs = {}
+    for r in day.filter(pc.equal(day.column("ui_has_history"), 1)).to_pylist():
+        pairs[(r["user_id"], r["item_id"])] = {c: r[c] for c in (*PAIR_FEATURES, "ui_last_hist_date")}
+    rows = [{"user_id": u, "item_id": i, **v} for (u, i), v in sorted(pairs.items())]
+    rows.append({"user_id": None, "item_id": None, "ui_imp_hist": 0, "ui_clk_hist": 0, "ui_has_history": 0,
+                 "ui_last_hist_date": None})
+    t = pa.Table.from_pylist(rows).append_column("date", pa.array([date] * len(rows)))
+    (out / "user_item_snapshot").mkdir(parents=True, exist_ok=True)
+    orc.write_table(t, str(out / "user_item_snapshot" / "part-0.orc"))
+    return out
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A fusion run on a sample table, a snapshot as of its last day, the run's predictions."""
+    root = tmp_path_factory.mktemp("serve")
+    table = write_sample_table(root / "table", rows_per_day=300, days=4, seed=5)
+    run = root / "run"
+    assert main(["fit", "fusion", "--table", str(table), "--out", str(run), "--epochs", "1", "--device", "cpu",
+                 "--threads", "1", "--cache-dir", str(root / "cache"), "--whiten-dim", "16", "--quiet"]) == 0
+    last = sorted(table.glob("date=*"))[-1]
+    as_of = last.name.removeprefix("date=")
+    day = orc.read_table(str(last / "part-0.orc"))
+    warehouse = root / "warehouse"
+    write_snapshot_fixture(day, as_of, warehouse / "m2ctr.db")
+    preds = predict(run, str(last.parent), root / "pred.parquet")
+    probability = dict(zip(*pq.read_table(preds).to_pydict().values()))
+    scorer = load_scorer(run, warehouse, schema="m2ctr", threads=1)
+    return {"root": root, "run": run, "warehouse": warehouse, "table": table, "day": day, "as_of": as_of,
+            "probability": probability, "scorer": scorer}
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    with running(create_app(served["scorer"], max_candidates=50)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def secured_url(served):
+    with running(create_app(served["scorer"], token=TOKEN, max_body_bytes=4000)) as base:
+        yield base
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_scores_equal_predict_on_the_same_rows(served, url):
+    by_user = defaultdict(list)
+    for r in rows_of(served["day"]):
+        by_user[r["user_id"]].append(r)
+    assert len(by_user) > 20
+    requests = [rows[k : k + 50] for rows in by_user.values() for k in range(0, len(rows), 50)]  # the limit
+    got, want = [], []
+    for rows in requests:
+        status, body = http(f"{url}/score", request_for(rows))
+        assert status == 200, body
+        assert body["model"] == "fusion" and body["features_as_of"] == served["as_of"]
+        got += body["scores"]
+        want += [served["probability"][r["impression_id"]] for r in rows]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.std(want) > 0.01  # the comparison is between varied scores, not constants
+
+
+def test_score_order_follows_the_items(served, url):
+    rows = rows_of(served["day"])[:12]
+    rows = [dict(r, user_id=rows[0]["user_id"], **{c: rows[0][c] for c in USER_TEXT_COLUMNS}) for r in rows]
+    body = request_for(rows)
+    _, forward = http(f"{url}/score", body)
+    body["items"].reverse()
+    _, backward = http(f"{url}/score", body)
+    assert forward["scores"] == backward["scores"][::-1]
+    assert len(set(forward["scores"])) > 1
+
+
+def test_unseen_user_and_item_take_the_cold_start_path(served, url, tmp_path):
+    day = served["day"]
+    fresh = [r for r in rows_of(day) if r["u_has_history"] == 0 and r["i_has_history"] == 0]
+    assert fresh, "the sample's last day has a row of a new user with a new item"
+    row = dict(fresh[0], user_id="user-never-seen", item_id="item-never-seen", impression_id="cold")
+    # the same raw record as a table row with the no-history values the warehouse gives it
+    cold_dir = tmp_path / "cold" / f"date={served['as_of']}"
+    cold_dir.mkdir(parents=True)
+    orc.write_table(pa.Table.from_pylist([row], schema=day.schema), str(cold_dir / "part-0.orc"))
+    want = pq.read_table(predict(served["run"], str(cold_dir.parent), tmp_path / "p.parquet"))
+    status, body = http(f"{url}/score", request_for([row]))
+    assert status == 200, body
+    assert abs(body["scores"][0] - want.column("probability")[0].as_py()) <= 1e-6
+    # and the snapshot gave it exactly the no-history values of its scene
+    hist = served["scorer"].snapshot.history("user-never-seen", np.array(["item-never-seen"], object),
+                                            np.array([row["scene"]]))
+    assert hist["u_has_history"][0] == hist["i_has_history"][0] == hist["ui_has_history"][0] == 0
+    assert hist["u_imp_cum"][0] == hist["i_clk_7d"][0] == hist["ui_imp_hist"][0] == 0
+    assert hist["u_ctr_cum_smooth"][0] == row["u_ctr_cum_smooth"]
+
+
+def test_health_and_metadata(served, url):
+    assert http(f"{url}/health") == (200, {"status": "ok", "model": "fusion", "features_as_of": served["as_of"]})
+    status, meta = http(f"{url}/metadata")
+    assert status == 200
+    assert meta["features_as_of"] == served["as_of"] and meta["model"] == "fusion"
+    assert meta["model_inputs"]["text"] == [*USER_TEXT_COLUMNS, *ITEM_TEXT_COLUMNS]
+    assert "u_ctr_cum_smooth" in meta["model_inputs"]["dense"]
+    assert meta["snapshot"]["users"] > 0 and meta["limits"]["max_candidates"] == 50
+
+
+@pytest.mark.parametrize("mutate, field, words", [
+    (lambda b: b["user"].pop("bill_entity_seq"), "user.bill_entity_seq", "Field required"),
+    (lambda b: b.pop("items"), "items", "Field required"),
+    (lambda b: b["items"][0].update(scene="two"), "items.0.scene", "0, 1, 2, 3 or 4"),
+    (lambda b: b["items"][0].update(scene=9), "items.0.scene", "0, 1, 2, 3 or 4"),
+    (lambda b: b["items"][1].update(deep_features_3="abc"), "items.1.deep_features_3", "valid number"),
+    (lambda b: b["user"].update(user_id=17), "user.user_id", "valid string"),
+    (lambda b: b["user"].update(user_id="  "), "user.user_id", "empty"),
+    (lambda b: b["items"][0].update(item_titel="typo"), "items.0.item_titel", "Extra inputs"),
+    (lambda b: b.update(items=b["items"] * 30), "items", "at most 50 candidates"),
+    (lambda b: b.update(user="u1"), "user", "JSON object"),
+])
+def test_malformed_bodies_get_a_clear_422(served, url, mutate, field, words):
+    body = request_for(rows_of(served["day"])[:2])
+    mutate(body)
+    status, answer = http(f"{url}/score", body)
+    assert status == 422, answer
+    assert answer["errors"][0]["field"] == field
+    assert words in answer["errors"][0]["message"]
+    assert answer["detail"].startswith(f"invalid request: {field}: ")
+    assert "Traceback" not in json.dumps(answer)
+
+
+def test_body_that_is_not_json_gets_a_422(url):
+    status, answer = http(f"{url}/score", raw=b'{"user": ')
+    assert status == 422 and answer["errors"][0]["field"] == "body"
+    assert "not valid JSON" in answer["detail"]
+
+
+def test_bearer_token_and_body_limit(served, secured_url):
+    body = request_for(rows_of(served["day"])[:1])
+    assert http(f"{secured_url}/score", body)[0] == 401
+    assert http(f"{secured_url}/score", body, {"Authorization": "Bearer wrong"})[0] == 401
+    assert http(f"{secured_url}/metadata", headers={"Authorization": f"Basic {TOKEN}"})[0] == 401
+    assert http(f"{secured_url}/health")[0] == 200  # open for probes
+    ok = {"Authorization": f"Bearer {TOKEN}"}
+    status, answer = http(f"{secured_url}/score", body, ok)
+    assert status == 200 and len(answer["scores"]) == 1
+    big = request_for(rows_of(served["day"])[:10])  # over 4,000 bytes
+    status, answer = http(f"{secured_url}/score", big, ok)
+    assert status == 413 and "4,000 bytes" in answer["detail"]
+
+
+def test_empty_candidate_list_scores_nothing(served, url):
+    body = request_for(rows_of(served["day"])[:1])
+    body["items"] = []
+    assert http(f"{url}/score", body)[0:2] == (200, {"scores": [], "model": "fusion",
+                                                     "features_as_of": served["as_of"]})
+
+
+def test_command_line_serves_and_reports_a_missing_snapshot(served, tmp_path):
+    """`python -m trainer.serving` (what `trainer serve` runs): a clear error, then a real start."""
+    cmd = [sys.executable, "-m", "trainer.serving", str(served["run"]), "--threads", "1", "--log-level", "warning"]
+    missing = subprocess.run([*cmd, "--warehouse", str(tmp_path / "nowhere"), "--port", "0"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1
+    assert "snapshot table not found" in missing.stderr and "Traceback" not in missing.stderr
+    proc = subprocess.Popen([*cmd, "--warehouse", str(served["warehouse"]), "--port", "0"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 300
+        while "serving" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+        assert "serving" in line, line
+        base = line.split(" on ")[1].split()[0]
+        for _ in range(100):  # the socket is bound before the message; uvicorn accepts right after
+            try:
+                assert http(f"{base}/health")[0] == 200
+                break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("no answer from the service")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

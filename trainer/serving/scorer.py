@@ -1,0 +1,86 @@
+"""One request -> a training_samples-shaped record batch -> the run's own scoring path.
+
+The batch has exactly the columns `trainer predict` reads (`run.features.columns`): the ids, scene,
+text fields and deep features as the request gives them, every history feature looked up in the
+snapshot. It then goes through the same `Features` (preprocessing, text indices; new texts are
+encoded through the run's featurizer and cache) and the same `score` as `predict`, so a request
+and a table row with the same raw fields and the same history get the same probability.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from m2ctr.schema import DEEP_FEATURES, DENSE_COLUMNS, ID_COLUMNS, ITEM_TEXT_COLUMNS, TEXT_COLUMNS, USER_TEXT_COLUMNS
+
+from ..train import Run, load_run, score
+from .snapshot import Snapshot
+
+
+class ScoringError(ValueError):
+    """A well-formed request this run cannot score (the service answers 422 with the message)."""
+
+
+class Scorer:
+    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None):
+        self.run_dir = Path(run_dir)
+        self.run = run or load_run(self.run_dir)
+        self.snapshot = snapshot
+        self.columns = list(self.run.features.columns)
+        self.scenes = set(self.run.prep.scenes)
+        # The featurizer's text tables grow as new texts arrive and torch's threads are shared:
+        # one request at a time.
+        self.lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self.run.cfg["model"]
+
+    def batch(self, user, items) -> pa.RecordBatch:
+        """The training_samples row of each (user, item) pair, as of the snapshot's date."""
+        n = len(items)
+        item_ids = np.array([it.item_id for it in items], dtype=object)
+        scenes = np.array([it.scene for it in items], dtype=np.int64)
+        unknown = sorted(set(scenes.tolist()) - self.scenes)
+        if unknown:
+            raise ScoringError(f"scene(s) {unknown} never appear on the training days of this run "
+                               f"(it scores scenes {sorted(self.scenes)})")
+        values: dict[str, object] = self.snapshot.history(user.user_id, item_ids, scenes)
+        values.update({
+            "impression_id": pa.array([""] * n, pa.string()),  # not a model input
+            "label": np.zeros(n, np.int32),                    # not a model input
+            "user_id": pa.array([user.user_id] * n, pa.string()),
+            "item_id": pa.array(item_ids, pa.string()),
+            "scene": scenes.astype(np.int32),
+        })
+        for c in DEEP_FEATURES:  # absent or null is 0.0, as staging makes an empty field
+            values[c] = np.array([0.0 if (v := getattr(it, c)) is None else v for it in items], dtype=np.float64)
+        for c in USER_TEXT_COLUMNS:
+            values[c] = pa.array([getattr(user, c)] * n, pa.string())
+        for c in ITEM_TEXT_COLUMNS:
+            values[c] = pa.array([getattr(it, c) for it in items], pa.string())
+        return pa.RecordBatch.from_arrays([pa.array(values[c]) for c in self.columns], names=self.columns)
+
+    def score(self, user, items) -> list[float]:
+        """Click probability of each item for the user, in the items' order."""
+        if not items:
+            return []
+        batch = self.batch(user, items)
+        with self.lock:
+            rows = score(self.run.model, [self.run.features(batch)], self.run.features, self.run.device)
+        return rows["probability"].tolist()
+
+    def inputs(self) -> dict:
+        """What the model reads, for GET /metadata."""
+        featurizer = self.run.features.featurizer
+        return {
+            "ids": list(ID_COLUMNS),
+            "scenes": sorted(self.scenes),
+            "dense": list(DENSE_COLUMNS),
+            "text": list(TEXT_COLUMNS) if featurizer is not None else [],
+            "content": featurizer.cfg.__dict__ if featurizer is not None else None,
+        }
