@@ -1,0 +1,484 @@
+"""Scale: warehouse build and trainer at 1M and 4M rows (or any sizes), printed as one table.
+
+    python bench/scale.py [--rows 1000000 4000000] [--users U --items I] [--days 14] [--seed 7]
+                          [--data-dir /work/scale-data] [--cache-dir DIR] [--skip STEP ...]
+                          [--raw DIR] [--warehouse DIR] [--epochs 1] [--threads 2] [--nproc 2]
+
+For each size N, every step a child process of its own:
+
+  generate  python -m synthetic generate --rows N --days D --seed S --quiet into DATA/<N>/raw
+            (reused when a manifest.json with the same arguments is already there)
+  build     the full `dbt build`: the first run into an emptied DATA/<N>/warehouse
+  texts     unique user and item texts of the table, per side (cheap: no encoder)
+  encode    what `fit fusion` does before training: fit the preprocessing and the text side on the
+            training days, then add the validation and test texts, every unique text through the
+            two frozen encoders into --cache-dir; run again when it encoded anything, to time the
+            second run, which reads the cache
+  fusion    trainer fit fusion (reads the cache the encode step filled)
+  tokens    trainer fit mmoe --tokens (content ids: no encoder)
+  torchrun  torchrun --nproc-per-node P -m trainer fit mmoe --tokens: P processes with
+            threads/P threads and batch/P rows each, the same cores and effective batch as `tokens`
+
+Reported per step: wall time; peak RSS as getrusage reports it for the child (its largest
+process: the trainer, or one torchrun rank) and the sampled peak of the sum over the child's
+process tree (dbt with its JVM, all torchrun ranks); for fits, seconds per training epoch and
+samples/s from the run's history.json, and the test AUC. Then the ratios the scaling claims rest
+on: peak RSS of `fit fusion` at the largest size over the smallest (should stay near 1, memory
+growing with unique texts, never with rows) and the torchrun speed-up.
+
+`--users` / `--items` hold the id population fixed across sizes. The generator's default
+population grows with the rows (users = rows/10, items = rows/40), so its unique texts, and with
+them the text tables and the encoding time, grow with the rows too; a fixed population isolates
+what rows alone cost, and its texts are the same at every size, so the cache encodes them once.
+
+Results also land in DATA/results.jsonl (one JSON object per step), child logs in DATA/<N>/logs.
+Timings on a machine shared with other jobs are upper bounds; peak RSS does not depend on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "torchrun")
+FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "torchrun": ["mmoe", "--tokens"]}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------- measuring a child
+
+
+def _tree_rss(root: int) -> int:
+    """Bytes resident in `root` and all its descendants right now."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry.name}/statm") as f:
+                rss[int(entry.name)] = int(f.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    rss_mb: float  # ru_maxrss of the child: its largest process
+    tree_rss_mb: float  # sampled peak of the sum over its process tree
+    rc: int
+
+
+def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None,
+                 interval: float = 0.5) -> Measured:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        out.write("$ " + " ".join(map(str, cmd)) + "\n")
+        out.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, cwd=cwd)
+        peak = 0
+        try:
+            while True:
+                # wait4, not getrusage(RUSAGE_CHILDREN): that is a maximum over every child so far
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak = max(peak, _tree_rss(proc.pid))
+                time.sleep(interval)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
+    return Measured(time.perf_counter() - t0, usage.ru_maxrss / 1024, peak / 2**20, proc.returncode)
+
+
+# ---------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class Result:
+    rows: int
+    step: str
+    wall_s: float | None = None
+    rss_mb: float | None = None
+    tree_rss_mb: float | None = None
+    epoch_s: float | None = None
+    samples_per_s: float | None = None
+    test_auc: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Failed(Exception):
+    pass
+
+
+def checked(m: Measured, log: Path, what: str) -> Measured:
+    if m.rc != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise Failed(f"{what} exited {m.rc}: {tail[0][:300]} (log: {log})")
+    return m
+
+
+class Size:
+    """The directories and steps of one size."""
+
+    def __init__(self, a, rows: int):
+        self.a, self.rows = a, rows
+        pop = f"-u{a.users}" if a.users else ""
+        pop += f"-i{a.items}" if a.items else ""
+        self.dir = Path(a.data_dir) / f"{rows}{pop}"
+        self.raw = Path(a.raw) if a.raw else self.dir / "raw"
+        self.warehouse = Path(a.warehouse) if a.warehouse else self.dir / "warehouse"
+        self.table = self.warehouse / "m2ctr.db" / "training_samples"
+        self.logs = self.dir / "logs"
+
+    def log(self, step: str) -> Path:
+        return self.logs / f"{step}-{datetime.now():%Y%m%d-%H%M%S}.log"
+
+    # -- generate
+
+    def generator_args(self) -> dict:
+        return {"rows": self.rows, "days": self.a.days, "seed": self.a.seed,
+                "users": self.a.users, "items": self.a.items}
+
+    def generated(self) -> bool:
+        try:
+            args = json.loads((self.raw / "manifest.json").read_text())["args"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return all(args.get(k) == v for k, v in self.generator_args().items())
+
+    def generate(self) -> Result:
+        if self.generated():
+            return Result(self.rows, "generate", note=f"reused {self.raw}")
+        if self.a.raw:
+            raise Failed(f"--raw {self.raw}: no manifest.json from the generator with "
+                         f"{self.generator_args()}")
+        cmd = [sys.executable, "-m", "synthetic", "generate", "--rows", self.rows, "--days", self.a.days,
+               "--seed", self.a.seed, "--out", self.raw, "--quiet"]
+        cmd += ["--users", self.a.users] if self.a.users else []
+        cmd += ["--items", self.a.items] if self.a.items else []
+        log = self.log("generate")
+        m = checked(run_measured(cmd, log, cwd=ROOT), log, "generate")
+        size = sum(p.stat().st_size for p in self.raw.glob("*.csv"))
+        return Result(self.rows, "generate", m.wall_s, m.rss_mb, m.tree_rss_mb, note=f"{size / 2**30:.2f} GiB CSV")
+
+    # -- build
+
+    def build(self) -> Result:
+        if self.a.warehouse:
+            raise Failed("--warehouse names a build to reuse; skip the build step (--skip build)")
+        if not any(self.raw.glob("*.csv")):
+            raise Failed(f"no *.csv under {self.raw}: run the generate step or pass --raw DIR")
+        shutil.rmtree(self.warehouse, ignore_errors=True)  # a full build: the first into an empty dir
+        self.warehouse.mkdir(parents=True)
+        dbt_dir = self.dir / "dbt"
+        cmd = [Path(sys.executable).parent / "dbt", "build", "--profiles-dir", ROOT,
+               "--target-path", dbt_dir / "target", "--log-path", dbt_dir / "logs"]
+        env = {"CTR_RAW_PATH": str(self.raw.resolve()), "CTR_WAREHOUSE_DIR": str(self.warehouse.resolve()),
+               "CTR_DBT_TARGET": "local", "CTR_SCHEMA": "m2ctr"}
+        log = self.log("build")
+        m = checked(run_measured(cmd, log, env=env, cwd=Path(self.a.project_dir)), log, "dbt build")
+        rows = table_rows(self.table)
+        return Result(self.rows, "build", m.wall_s, m.rss_mb, m.tree_rss_mb,
+                      note=f"{rows:,} training rows", extra={"training_rows": rows})
+
+    # -- texts and encode
+
+    def need_table(self) -> None:
+        if not self.table.is_dir():
+            raise Failed(f"no table at {self.table}: run the build step or pass --warehouse DIR")
+
+    def texts(self) -> Result:
+        self.need_table()
+        log = self.log("texts")
+        cmd = [sys.executable, Path(__file__).resolve(), "count-texts", self.table]
+        m = checked(run_measured(cmd, log, cwd=ROOT), log, "count-texts")
+        counts = last_json(log)
+        return Result(self.rows, "texts", m.wall_s, m.rss_mb, m.tree_rss_mb,
+                      note=f"{counts['user']:,} user + {counts['item']:,} item texts "
+                           f"({counts['distinct']:,} distinct non-empty)", extra=counts)
+
+    def encode(self) -> list[Result]:
+        self.need_table()
+        out = []
+        for attempt in ("first", "again"):
+            log = self.log(f"encode-{attempt}")
+            cmd = [sys.executable, Path(__file__).resolve(), "encode-texts", self.table,
+                   "--cache-dir", self.a.cache_dir, "--threads", self.a.threads]
+            m = checked(run_measured(cmd, log, cwd=ROOT), log, "encode-texts")
+            r = last_json(log)
+            r["n_encoded"] = r["encoded"]["text"] + r["encoded"]["sentence"]
+            hits = r["cache_hits"]["text"] + r["cache_hits"]["sentence"]
+            note = (f"{r['unique']['user']:,} user + {r['unique']['item']:,} item texts; "
+                    f"{r['n_encoded']:,} encoded, {hits:,} read from the cache; "
+                    f"text side {r['text_side_s']:.1f} s")
+            out.append(Result(self.rows, "encode" if r["n_encoded"] else "encode (cached)",
+                              m.wall_s, m.rss_mb, m.tree_rss_mb, note=note, extra=r))
+            if not r["n_encoded"]:
+                break
+        if len(out) == 2:  # the second run's text side is the reading alone: the rest is encoding
+            first, again = out[0].extra, out[1].extra
+            rate = first["n_encoded"] / max(first["text_side_s"] - again["text_side_s"], 1e-9)
+            first["texts_per_s"] = rate
+            out[0].note += f"; {rate:,.1f} texts/s"
+        return out
+
+    # -- fits
+
+    def fit(self, step: str) -> Result:
+        self.need_table()
+        a = self.a
+        run = self.dir / "runs" / f"{step}-{datetime.now():%Y%m%d-%H%M%S}"
+        args = [*FITS[step], "--table", self.table, "--out", run, "--epochs", a.epochs,
+                "--patience", a.epochs, "--seed", a.seed, "--cache-dir", a.cache_dir, "--quiet"]
+        if step == "torchrun":
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                   a.nproc, "-m", "trainer", "fit", *args, "--threads", max(1, a.threads // a.nproc),
+                   "--batch-size", max(1, a.batch_size // a.nproc)]
+        else:
+            cmd = [sys.executable, "-m", "trainer", "fit", *args, "--threads", a.threads,
+                   "--batch-size", a.batch_size]
+        log = self.log(step)
+        m = checked(run_measured(cmd, log, cwd=ROOT), log, f"fit {step}")
+        history = json.loads((run / "history.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        train_rows = metrics["split"]["rows"]["train"]
+        rates = [h["samples_per_s"] for h in history]
+        note = f"{len(history)} epoch(s) of {train_rows:,} rows"
+        if step == "torchrun":
+            note += f"; {a.nproc} x {max(1, a.threads // a.nproc)} threads"
+        return Result(self.rows, step, m.wall_s, m.rss_mb, m.tree_rss_mb,
+                      epoch_s=sum(train_rows / r for r in rates) / len(rates),
+                      samples_per_s=sum(rates) / len(rates), test_auc=metrics["test"]["auc"],
+                      note=note, extra={"run": str(run), "history": history})
+
+
+def table_rows(path: Path) -> int:
+    from trainer.data import Table
+
+    t = Table(path)
+    return t.count_rows(t.fragments(t.days))
+
+
+def last_json(log: Path) -> dict:
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise Failed(f"no JSON result in {log}")
+
+
+# ---------------------------------------------------------------------------- child helpers
+
+
+def count_texts(argv: list[str]) -> int:
+    """`count-texts TABLE`: unique user and item texts of every day, as the featurizer keys them."""
+    p = argparse.ArgumentParser(prog="bench/scale.py count-texts")
+    p.add_argument("table")
+    a = p.parse_args(argv)
+    import pyarrow.compute as pc
+
+    from embeddings.featurizer import SIDES, raw_keys
+    from embeddings.text import join_fields
+    from m2ctr.schema import TEXT_COLUMNS
+    from trainer.data import Table
+
+    t = Table(a.table, need_text=True)
+    keys = {side: set() for side in SIDES}
+    for batch in t.batches(t.days, TEXT_COLUMNS):
+        for side, (_, columns) in SIDES.items():
+            keys[side].update(pc.unique(raw_keys(batch, columns)).to_pylist())
+    # what the encoders see: the joined text, empty texts skipped, both sides in one set
+    distinct = {join_fields(k.split("\x1f")) for side in SIDES for k in keys[side]} - {""}
+    print(json.dumps({"user": len(keys["user"]), "item": len(keys["item"]), "distinct": len(distinct),
+                      "rows": t.count_rows(t.fragments(t.days))}))
+    return 0
+
+
+def encode_texts(argv: list[str]) -> int:
+    """`encode-texts TABLE --cache-dir DIR`: the text side of `fit fusion`, timed on its own."""
+    p = argparse.ArgumentParser(prog="bench/scale.py encode-texts")
+    p.add_argument("table")
+    p.add_argument("--cache-dir", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    import torch
+
+    from embeddings import TextFeaturizer
+    from m2ctr.schema import ID_COLUMNS, TEXT_COLUMNS
+    from trainer.config import FitConfig
+    from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, split_days
+    from trainer.train import content_config
+
+    torch.set_num_threads(a.threads)
+    cfg = FitConfig(model="fusion", table=a.table, cache_dir=a.cache_dir, threads=a.threads)
+    t0 = time.perf_counter()
+    table = Table(cfg.table, need_text=True)
+    split = split_days(table.days, cfg.val_days, cfg.test_days)
+    prep = Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS), min_count=cfg.min_count,
+                            max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
+    t1 = time.perf_counter()
+    f = TextFeaturizer(content_config(cfg, uses_text=True))
+    f.fit(table.batches(split["train_days"], [*ID_COLUMNS, *TEXT_COLUMNS]), prep.cold)
+    t2 = time.perf_counter()
+    for batch in table.batches(split["val_days"] + split["test_days"], TEXT_COLUMNS):
+        f.transform(batch)  # texts first seen on validation and test days are encoded here
+    t3 = time.perf_counter()
+    print(json.dumps({
+        "unique": f.n_unique(),
+        "encoded": {"text": f.encoder.n_encoded, "sentence": f.sentence.n_encoded},
+        "cache_hits": {"text": f.encoder.n_cache_hits, "sentence": f.sentence.n_cache_hits},
+        "preprocess_s": t1 - t0, "fit_text_s": t2 - t1, "eval_texts_s": t3 - t2,
+        "text_side_s": t3 - t1, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+    return 0
+
+
+HELPERS = {"count-texts": count_texts, "encode-texts": encode_texts}
+
+
+# ---------------------------------------------------------------------------- table and main
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(results: list[Result]) -> None:
+    head = (f"{'rows':>11}  {'step':<16} {'wall s':>8} {'RSS MB':>8} {'tree MB':>8} {'epoch s':>8} "
+            f"{'samples/s':>10} {'test AUC':>8}  note")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(f"{r.rows:>11,}  {r.step:<16} {fmt(r.wall_s, '8.1f')} {fmt(r.rss_mb, '8.0f')} "
+              f"{fmt(r.tree_rss_mb, '8.0f')} {fmt(r.epoch_s, '8.1f')} {fmt(r.samples_per_s, '10,.0f')} "
+              f"{fmt(r.test_auc, '8.4f')}  {r.note}")
+
+
+def print_ratios(results: list[Result], a) -> None:
+    def of(step):
+        return sorted((r for r in results if r.step == step and r.rss_mb), key=lambda r: r.rows)
+
+    fusion = of("fusion")
+    if len(fusion) >= 2:
+        lo, hi = fusion[0], fusion[-1]
+        ratio = hi.rss_mb / lo.rss_mb
+        print(f"fit fusion peak RSS: {hi.rows / lo.rows:.1f}x rows -> {ratio:.2f}x "
+              f"({lo.rss_mb:,.0f} MB at {lo.rows:,} rows, {hi.rss_mb:,.0f} MB at {hi.rows:,}); "
+              f"target <= 1.30x: {'met' if ratio <= 1.3 else 'NOT met'}")
+    tokens = of("tokens")
+    if len(tokens) >= 2:
+        print(f"fit mmoe --tokens peak RSS: {tokens[-1].rows / tokens[0].rows:.1f}x rows -> "
+              f"{tokens[-1].rss_mb / tokens[0].rss_mb:.2f}x")
+    for one in tokens:
+        ddp = [r for r in of("torchrun") if r.rows == one.rows]
+        if ddp and one.samples_per_s and ddp[0].samples_per_s:
+            print(f"torchrun at {one.rows:,} rows: {a.nproc} processes {ddp[0].samples_per_s:,.0f} samples/s vs "
+                  f"1 process {one.samples_per_s:,.0f} ({ddp[0].samples_per_s / one.samples_per_s:.2f}x)")
+    rates = [r.extra["texts_per_s"] for r in results if "texts_per_s" in r.extra]
+    for t in (r for r in results if r.step == "texts") if rates else ():
+        # two frozen encoders (text vector and fallback sentence vector) read every distinct text
+        print(f"encoding the {t.extra['distinct']:,} distinct texts of {t.rows:,} rows into an empty "
+              f"cache: about {2 * t.extra['distinct'] / rates[0] / 3600:.1f} h at {rates[0]:,.1f} texts/s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Helpers run by the steps: count-texts TABLE; "
+                                "encode-texts TABLE --cache-dir DIR.")
+    p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], metavar="N",
+                   help="sizes to run, smallest first (default: %(default)s)")
+    p.add_argument("--days", type=int, default=14, help="days of logs (default %(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="generator and trainer seed (default %(default)s)")
+    p.add_argument("--users", type=int, help="fixed user population (default: the generator's, rows/10)")
+    p.add_argument("--items", type=int, help="fixed item population (default: the generator's, rows/40)")
+    p.add_argument("--data-dir", default="/work/scale-data",
+                   help="raw logs, warehouses, runs and logs, one directory per size (default %(default)s)")
+    p.add_argument("--raw", help="existing generator output to reuse (one size only; skips generating)")
+    p.add_argument("--warehouse", help="existing CTR_WAREHOUSE_DIR to reuse (one size only; use with --skip build)")
+    p.add_argument("--project-dir", default=str(ROOT / "warehouse"),
+                   help="dbt project to build (default %(default)s)")
+    p.add_argument("--cache-dir", help="text vector cache (default: DATA/text-cache)")
+    p.add_argument("--skip", nargs="+", choices=STEPS, default=[], metavar="STEP",
+                   help=f"steps to leave out, of: {', '.join(STEPS)}")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per fit (default %(default)s)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads of one process; torchrun ranks share them (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="training batch; torchrun ranks take batch/nproc each (default %(default)s)")
+    p.add_argument("--nproc", type=int, default=2, help="torchrun processes (default %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in HELPERS:
+        return HELPERS[argv[0]](argv[1:])
+    a = build_parser().parse_args(argv)
+    if (a.raw or a.warehouse) and len(a.rows) != 1:
+        print("error: --raw and --warehouse name one size's data; give one --rows", file=sys.stderr)
+        return 2
+    if min(a.rows) < 1 or a.epochs < 1 or a.threads < 1 or a.nproc < 1:
+        print("error: --rows, --epochs, --threads and --nproc must be at least 1", file=sys.stderr)
+        return 2
+    a.cache_dir = str(Path(a.cache_dir or Path(a.data_dir) / "text-cache").resolve())
+    results: list[Result] = []
+    failed = False
+    Path(a.data_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(a.data_dir) / "results.jsonl", "a") as sink:
+        for rows in a.rows:
+            size = Size(a, rows)
+            for step in (s for s in STEPS if s not in a.skip):
+                print(f"[{datetime.now():%H:%M:%S}] {rows:,} rows: {step} ...", file=sys.stderr, flush=True)
+                try:
+                    if step in FITS:
+                        done = [size.fit(step)]
+                    else:
+                        done = getattr(size, step)()
+                        done = done if isinstance(done, list) else [done]
+                except Failed as e:
+                    print(f"error: {rows:,} rows, {step}: {e}", file=sys.stderr)
+                    failed = True
+                    break  # later steps of this size need this one
+                for r in done:
+                    results.append(r)
+                    sink.write(json.dumps({"at": datetime.now().isoformat(timespec="seconds"), **asdict(r)}) + "\n")
+                    sink.flush()
+                    print(f"    {r.step}: {fmt(r.wall_s, '.1f')} s, peak RSS {fmt(r.rss_mb, ',.0f')} MB "
+                          f"(tree {fmt(r.tree_rss_mb, ',.0f')} MB)  {r.note}", file=sys.stderr, flush=True)
+    print()
+    print_table(results)
+    print()
+    print_ratios(results, a)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
