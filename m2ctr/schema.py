@@ -1,39 +1,39 @@
 """The facts of the AntM2C log format and of the training table, defined once.
 
-Python code imports these names; the dbt project reads the same lists from the `vars` of
-`warehouse/dbt_project.yml`, and `tests/test_schema.py` asserts that the two agree. Adding a deep
-feature or a text column is an edit here and in those vars, nothing else.
+The lists the SQL needs too (scenes, the number of deep features, the text columns, the reject
+reasons) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
+read; this module reads the same file. Everything else here is derived from them, and every other
+module imports from here. Adding a deep feature or a text column is an edit of those vars only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import yaml
+
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+_VARS = yaml.safe_load(DBT_PROJECT.read_text())["vars"]
 
 # -- raw input ------------------------------------------------------------------------------------
 
-SCENES = (0, 1, 2, 3, 4)  # scenes A..E; in AntM2C the scene is the item type
-N_DEEP_FEATURES = 27
+SCENES = tuple(int(s) for s in _VARS["scenes"])  # scenes A..E; in AntM2C the scene is the item type
+N_DEEP_FEATURES = int(_VARS["n_deep_features"])
 DEEP_FEATURES = tuple(f"deep_features_{i}" for i in range(N_DEEP_FEATURES))
 ID_COLUMNS = ("user_id", "item_id")
-USER_TEXT_COLUMNS = ("bill_entity_seq", "service_entity_seq", "query_entity_seq")
-ITEM_TEXT_COLUMNS = ("item_entity_names", "item_title")
-TEXT_COLUMNS = (*USER_TEXT_COLUMNS, *ITEM_TEXT_COLUMNS)  # in raw column order
-# Text columns that hold free text (split into words); every other text column is a comma list of entities.
-TITLE_COLUMNS = ("item_title",)
+# Text columns in raw column order. By name: item_* columns describe the item, the others the user;
+# *_title columns hold free text (split into words), the others comma lists of entities.
+TEXT_COLUMNS = tuple(_VARS["text_columns"])
+USER_TEXT_COLUMNS = tuple(c for c in TEXT_COLUMNS if not c.startswith("item_"))
+ITEM_TEXT_COLUMNS = tuple(c for c in TEXT_COLUMNS if c.startswith("item_"))
+TITLE_COLUMNS = tuple(c for c in TEXT_COLUMNS if c.endswith("_title"))
 # The column order of a headerless file; a file with a header may name any subset of the deep features.
 RAW_COLUMNS = ("user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES)
 RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
 
 # Why a raw record is quarantined, in the order the checks are applied (the first failing one wins).
-REJECT_REASONS = (
-    "too_few_fields",
-    "too_many_fields",
-    "missing_user_id",
-    "missing_item_id",
-    "bad_log_time",
-    "bad_label",
-    "bad_scene",
-)
+REJECT_REASONS = tuple(_VARS["reject_reasons"])
 
 # -- training_samples feature families ------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""The Python schema module and the dbt project's vars state the same facts."""
+"""The facts of the format are declared once (dbt vars) and everything else derives from them."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -7,20 +8,54 @@ import yaml
 from m2ctr import schema
 
 ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ("m2ctr", "trainer", "embeddings", "expectations", "synthetic", "warehouse")
 
 
-def test_dbt_vars_agree_with_python_schema():
+def product_files():
+    for package in PRODUCT:
+        for path in (ROOT / package).rglob("*"):
+            built = {"target", "logs", "dbt_packages"} & set(path.relative_to(ROOT).parts)
+            if path.suffix in (".py", ".sql", ".yml") and not built and path.name not in ("dbt_project.yml", "schema.py"):
+                yield path
+
+
+def literal_lists(text: str, names) -> list[str]:
+    """Places where two of `names` sit side by side in a literal list: a copy of the list."""
+    alt = "|".join(map(re.escape, names))
+    return re.findall(rf"""['"]({alt})['"]\s*,\s*\n?\s*['"](?:{alt})['"]""", text)
+
+
+def test_schema_reads_the_dbt_vars():
     dbt_vars = yaml.safe_load((ROOT / "warehouse" / "dbt_project.yml").read_text())["vars"]
-    assert tuple(dbt_vars["scenes"]) == schema.SCENES
-    assert dbt_vars["n_deep_features"] == schema.N_DEEP_FEATURES
-    assert tuple(dbt_vars["text_columns"]) == schema.TEXT_COLUMNS
-    assert tuple(dbt_vars["reject_reasons"]) == schema.REJECT_REASONS
+    assert schema.SCENES == (0, 1, 2, 3, 4) == tuple(dbt_vars["scenes"])
+    assert schema.N_DEEP_FEATURES == 27 == dbt_vars["n_deep_features"]
+    assert schema.TEXT_COLUMNS == tuple(dbt_vars["text_columns"])
+    assert schema.REJECT_REASONS == tuple(dbt_vars["reject_reasons"])
+    assert schema.USER_TEXT_COLUMNS == ("bill_entity_seq", "service_entity_seq", "query_entity_seq")
+    assert schema.ITEM_TEXT_COLUMNS == ("item_entity_names", "item_title")
+    assert schema.TITLE_COLUMNS == ("item_title",)
+    assert len(schema.RAW_COLUMNS) == 10 + 27 and schema.RAW_COLUMNS[9] == "scene"
+
+
+def test_no_product_file_keeps_its_own_copy_of_the_lists():
+    copies = []
+    for path in product_files():
+        text = path.read_text()
+        for what, names in (("reject reasons", schema.REJECT_REASONS), ("text columns", schema.TEXT_COLUMNS),
+                            ("cold buckets", schema.COLD_BUCKETS)):
+            if literal_lists(text, names):
+                copies.append(f"{path.relative_to(ROOT)}: a list of {what}")
+        if re.search(r"range\(27\)|deep_features_26\b", text):
+            copies.append(f"{path.relative_to(ROOT)}: the deep-feature count")
+    assert not copies, copies
+    # the check can fail: a literal list is found
+    assert literal_lists("x = ['bad_label', 'bad_scene']", schema.REJECT_REASONS)
 
 
 def test_cold_buckets_follow_the_threshold():
     assert schema.cold_bucket([0, 1, schema.FEW_MAX, schema.FEW_MAX + 1, 100]).tolist() == [
         schema.ZERO, schema.FEW, schema.FEW, schema.WARM, schema.WARM]
-    assert len(schema.COLD_BUCKETS) == 3
+    assert schema.COLD_BUCKETS == ("zero", "few", "warm")
 
 
 def test_feature_families_partition_the_history_features():
