@@ -63,7 +63,7 @@ quality: install
 
 train: install
 	rm -rf $(DEMO_RUN)
-	$(PY) -m trainer fit fusion --out $(DEMO_RUN)
+	$(PY) -m trainer fit fusion --out $(DEMO_RUN) --report
 
 demo: data features quality train
 	@echo; echo "== test metrics ($(DEMO_RUN)/metrics.json) =="

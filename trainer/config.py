@@ -30,6 +30,7 @@ class FitConfig:
     eval_batch_size: int = 8192
     lr: float = 2e-3
     emb_lr: float = 5e-4
+    token_lr: float = 2e-3
     weight_decay: float = 1e-5
     precision: str = "float32"
     scene_weights: str = "none"

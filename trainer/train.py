@@ -123,26 +123,30 @@ class Optimizers:
 
     A batch touches a few thousand rows of the tables, yet a dense embedding gradient makes AdamW
     read and write every row (and its two moment buffers) each step. With sparse gradients
-    SparseAdam updates just the batch's rows. The tables get their own learning rate `emb_lr`:
-    with the dense layers' rate they memorise the training ids within one epoch.
+    SparseAdam updates just the batch's rows. The id tables get their own learning rate `emb_lr`:
+    at the dense layers' rate they memorise the training ids within one epoch. Token tables
+    (`token_lr`) are shared by many rows and can learn faster.
     """
 
     def __init__(self, model: torch.nn.Module, lr: float, emb_lr: float, weight_decay: float,
-                 sparse: bool = True):
-        tables = []
+                 token_lr: float | None = None, sparse: bool = True):
+        groups = {"ids": [], "tokens": []}
         for m in model.modules():
             if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is None:
                 m.sparse = sparse
-                tables.append(m.weight)
-        in_tables = {id(p) for p in tables}
+                groups["tokens" if isinstance(m, torch.nn.EmbeddingBag) else "ids"].append(m.weight)
+        in_tables = {id(p) for ps in groups.values() for p in ps}
         rest = [p for p in model.parameters() if id(p) not in in_tables]
         fused = all(p.device.type in ("cpu", "cuda") for p in rest)
         self.opts = [torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, fused=fused or None)]
+        tables = [{"params": groups["ids"], "lr": emb_lr},
+                  {"params": groups["tokens"], "lr": token_lr or lr}]
+        tables = [g for g in tables if g["params"]]
         if tables:
             # NCCL has no sparse all-reduce: under data parallelism on CUDA the tables take dense
             # gradients and a dense Adam (no weight decay, as for the sparse one)
-            self.opts.append(torch.optim.SparseAdam(tables, lr=emb_lr) if sparse else
-                             torch.optim.AdamW(tables, lr=emb_lr, weight_decay=0.0, fused=fused or None))
+            self.opts.append(torch.optim.SparseAdam(tables) if sparse else
+                             torch.optim.AdamW(tables, weight_decay=0.0, fused=fused or None))
 
     def zero_grad(self) -> None:
         for o in self.opts:
@@ -266,7 +270,7 @@ def score_days(model, p: Prepared, days: list[str], eval_batch_size: int) -> dic
 def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
     """Optimizers above, early stopping on validation AUC; the best epoch's weights are restored."""
     device, w = p.device, p.world
-    opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay,
+    opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay, cfg.token_lr,
                      sparse=not (w.parallel and device.type == "cuda"))
     model = distributed.wrap(model, w)
     sw = (torch.tensor(fit_scene_weights(p.prep.state["scene_counts"]), dtype=torch.float32, device=device)
