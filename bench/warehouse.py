@@ -12,6 +12,8 @@ features and the joined training table to Parquet; it has no quarantine table an
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from m2ctr.schema import RAW_COLUMNS
 from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +123,60 @@ copy (
     left join scene_priors s using (scene, date)
 ) to '{out}' (format parquet);
 """
+
+
+def _record_day(fields: list[str]) -> str | None:
+    """The day of a record's log_time in either raw format, or None (unparseable, too short)."""
+    if len(fields) <= RAW_COLUMNS.index("log_time"):
+        return None
+    text = fields[RAW_COLUMNS.index("log_time")].strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M"):
+        try:
+            return dt.datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            pass
+    return None
+
+
+def split_by_day(src: Path, dest: Path) -> list[str]:
+    """Copy the CSV parts of src into dest/date=YYYY-MM-DD/<part name>, one folder per day.
+
+    A daily drop in the layout the warehouse reads: each record's bytes are copied unchanged (so
+    its impression_id is that of any other copy of the file with the same name below the raw
+    path), a part's header line heads each of its day files, and a record whose day cannot be read
+    (malformed) goes with the next record that has one (the one before, at the end of a part), as
+    in a log written in time order. Returns the days, sorted.
+    """
+    days: set[str] = set()
+    for part in sorted(src.glob("*.csv")):
+        header, pending, by_day = "", [], {}
+        with open(part, newline="", encoding="utf-8") as f:
+            lines: list[str] = []
+
+            def feed():
+                for line in f:
+                    lines.append(line)
+                    yield line
+
+            day = None
+            for fields in csv.reader(feed()):
+                text, lines[:] = "".join(lines), []
+                if not header and not by_day and not pending and fields[:2] == ["user_id", "item_id"]:
+                    header = text
+                    continue
+                pending.append(text)
+                day = _record_day(fields)
+                if day is not None:
+                    by_day.setdefault(day, []).extend(pending)
+                    pending = []
+        if pending and by_day:
+            by_day[max(by_day)].extend(pending)
+        for day, records in by_day.items():
+            folder = dest / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / part.name).write_text(header + "".join(records), encoding="utf-8", newline="")
+        days.update(by_day)
+    return sorted(days)
 
 
 def duckdb_sql(raw: Path, out: Path) -> str:

@@ -1,10 +1,17 @@
 {#-
-  Declares the raw CSV input as an external table, dropped and recreated on every run so that a
-  new CTR_RAW_PATH is honoured. Every field is read as a string, positionally (header 'false'):
-  header lines are recognised and applied per file in stg_raw_records, because each file may carry
-  its own subset of deep features. Spark keeps the raw text of a record in `_corrupt_record` exactly
-  when its field count differs from the schema's, which is how too few / too many fields are found.
-  The path must be readable by the Spark executors (on a cluster: an HDFS URI).
+  Declares the raw input as external tables, dropped and recreated on every run so that a new
+  CTR_RAW_PATH is honoured. The path must be readable by the Spark executors (on a cluster: an HDFS
+  URI). Files are found recursively, so `date=YYYY-MM-DD/` folders and flat files work side by side
+  (folder names are not parsed: a record's day is its log_time).
+
+  raw_impressions_csv: every field a string, positionally (header 'false'): header lines are
+    recognised and applied per file in stg_raw_records, because each file may carry its own subset
+    of deep features. Spark keeps the raw text of a record in `_corrupt_record` exactly when its
+    field count differs from the schema's, which is how too few / too many fields are found.
+    `.gz` / `.bz2` parts are decompressed by Spark like any Hadoop input.
+  raw_files / raw_csv_files: file listings (path, size, modification time; contents are never
+    read) of every file under the path and of the files raw_impressions_csv reads. Their difference
+    is warned about, file by file, so no input is dropped without a word.
 -#}
 {% macro raw_path() -%}
   {%- set path = var('raw_path', env_var('CTR_RAW_PATH', 'data/raw')) -%}
@@ -15,19 +22,33 @@
   {{- return(path) -}}
 {%- endmacro %}
 
+{% macro raw_glob() -%}
+  {{- return(var('raw_glob', env_var('CTR_RAW_GLOB', '*.{csv,csv.gz,csv.bz2}'))) -}}
+{%- endmacro %}
+
+{#- A Spark SQL string literal (Spark reads backslash escapes inside quotes). -#}
+{% macro sql_string(value) -%}
+  '{{ value | string | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
+
 {% macro create_raw_source() -%}
   {%- if execute -%}
-    {%- set relation = source('raw', 'impressions_csv') -%}
+    {%- set csv_relation = source('raw', 'impressions_csv') -%}
     {%- set columns = [] -%}
     {%- for name in raw_columns() -%}{%- do columns.append('c' ~ loop.index0 ~ ' string') -%}{%- endfor -%}
-    {%- do run_query('create schema if not exists ' ~ relation.schema) -%}
-    {%- do run_query('drop table if exists ' ~ relation) -%}
+    {#- The Hive metastore (Derby) fails on filters of date-typed partitions: let Spark prune them
+        from the partition names instead. -#}
+    {%- do run_query('set spark.sql.hive.metastorePartitionPruningFallbackOnException = true') -%}
+    {%- do run_query('set spark.sql.hive.metastorePartitionPruningFastFallback = true') -%}
+    {%- do run_query('create schema if not exists ' ~ csv_relation.schema) -%}
+    {%- do run_query('drop table if exists ' ~ csv_relation) -%}
     {%- call statement('create_raw_source') -%}
-      create table {{ relation }} ({{ columns | join(', ') }}, _corrupt_record string)
+      create table {{ csv_relation }} ({{ columns | join(', ') }}, _corrupt_record string)
       using csv
       options (
-        path '{{ raw_path() }}',
-        pathGlobFilter '{{ var("raw_glob", env_var("CTR_RAW_GLOB", "*.csv")) }}',
+        path {{ sql_string(raw_path()) }},
+        pathGlobFilter {{ sql_string(raw_glob()) }},
+        recursiveFileLookup 'true',
         header 'false',
         multiLine 'true',
         quote '"',
@@ -36,5 +57,43 @@
         columnNameOfCorruptRecord '_corrupt_record'
       )
     {%- endcall -%}
+    {%- for name, glob in [('files', none), ('csv_files', raw_glob())] -%}
+      {%- set relation = source('raw', name) -%}
+      {%- do run_query('drop table if exists ' ~ relation) -%}
+      {%- call statement('create_raw_listing') -%}
+        create table {{ relation }}
+        using binaryFile
+        options (
+          path {{ sql_string(raw_path()) }},
+          {%- if glob %}
+          pathGlobFilter {{ sql_string(glob) }},
+          {%- endif %}
+          recursiveFileLookup 'true'
+        )
+      {%- endcall -%}
+    {%- endfor -%}
+    {{ warn_unread_raw_files() }}
   {%- endif -%}
+{%- endmacro %}
+
+{#- One warning per file under CTR_RAW_PATH that the build does not read, naming it. -#}
+{% macro warn_unread_raw_files() -%}
+  {%- set unread = run_query(
+      'select listed.path from ' ~ source('raw', 'files') ~ ' as listed'
+      ~ ' left anti join ' ~ source('raw', 'csv_files') ~ ' as csv on listed.path = csv.path'
+      ~ ' order by listed.path') -%}
+  {%- for row in unread.rows -%}
+    {%- do exceptions.warn('m2ctr: not read, the name does not match ' ~ raw_glob() ~ ': ' ~ row[0]) -%}
+  {%- endfor -%}
+{%- endmacro %}
+
+{#- The URI under which Spark lists the raw input (a directory, or the single file given). -#}
+{% macro raw_root_uri() -%}
+  {%- set found = [] -%}
+  {%- if execute -%}
+    {%- for row in run_query('describe table extended ' ~ source('raw', 'files')).rows -%}
+      {%- if row[0] == 'Location' -%}{%- do found.append(row[1]) -%}{%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{- return(found[0] if found else none) -}}
 {%- endmacro %}

@@ -1,11 +1,13 @@
 {#-
-  One row per entity (user or item) and day with impressions: that day's impressions and clicks,
-  in total and per scene. The per-day input of history_features().
+  One row per key (user, item or scene) and restaged day: that day's impressions and clicks, in
+  total and (by_scene) per scene. The per-day input of the history macros.
 -#}
-{% macro daily_activity(key) %}
+{% macro daily_activity(key, by_scene=true) %}
+{%- set plan = build_plan() -%}
 with impressions as (
 
     select * from {{ ref('stg_impressions') }}
+    where {{ in_list('date', plan.restaged, plan.full, dates=true) }}
 
 ),
 
@@ -16,11 +18,13 @@ final as (
         date,
         unix_date(date) as day_number,
         count(*) as imp,
-        sum(label) as clk,
+        sum(label) as clk{{ ',' if by_scene }}
+        {%- if by_scene %}
         {%- for s in scenes() %}
         count_if(scene = {{ s }}) as imp_s{{ s }},
         count_if(scene = {{ s }} and label = 1) as clk_s{{ s }}{{ ',' if not loop.last }}
         {%- endfor %}
+        {%- endif %}
     from impressions
     group by {{ key }}, date
 

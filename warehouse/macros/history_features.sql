@@ -1,13 +1,104 @@
 {#-
-  Point-in-time features of one entity (user or item) from its per-day aggregates: a row for every
-  day the entity has impressions, describing it as of the start of that day. The windows range over
-  day numbers, so 7d is calendar days D-7..D-1 whatever days are missing, and the current day
-  (including the row's own label) is never inside a window.
+  Point-in-time features of one entity (user or item), one macro for the daily mart and for the
+  serving snapshot, so that both describe an entity the same way.
+
+  Input: the entity's state at the start of rebuild_from (int_*_state: totals, first and last day
+  with history) and its daily aggregates from rebuild_from - 7 (the 7-day windows reach back that
+  far) to the last day with data. The state is laid out as one row on the day before rebuild_from;
+  days before rebuild_from feed the 7-day windows only (the state already holds them), later days
+  feed both. The windows range over day numbers, so 7d is calendar days D-7..D-1 whatever days are
+  missing, and the current day (including the row's own label) is never inside a window.
+
+  Query rows, where features are read off: as_of=false, every day from rebuild_from on with
+  impressions of the entity (the mart); as_of=true, every entity on the day after the last day with
+  data (the snapshot). On a full build the state is empty and every day is a query day.
 -#}
-{% macro history_features(daily_model, key, prefix) %}
+{% macro entity_history(daily_model, state_model, key, prefix, as_of=false) %}
+{%- set plan = build_plan() -%}
+{%- set start = date_literal(plan.rebuild_from) -%}
 with daily as (
 
     select * from {{ ref(daily_model) }}
+    where {{ date_range('date', plan.window_from, plan.last_date) }}
+
+),
+
+state as (
+
+    select * from {{ ref(state_model) }}
+
+),
+
+{%- if not as_of %}
+
+active as (
+
+    select distinct {{ key }} from daily where date >= {{ start }}
+
+),
+{%- endif %}
+
+timeline as (
+
+    select
+        state.{{ key }},
+        unix_date({{ start }}) - 1 as day_number,
+        cast(null as date) as date,
+        false as is_query,
+        cast(0 as bigint) as imp_in_7d,
+        cast(0 as bigint) as clk_in_7d,
+        state.imp as imp_in_cum,
+        state.clk as clk_in_cum,
+        {%- for s in scenes() %}
+        state.imp_s{{ s }} as imp_in_cum_s{{ s }},
+        state.clk_s{{ s }} as clk_in_cum_s{{ s }},
+        {%- endfor %}
+        state.first_date as first_in,
+        state.last_date as last_in
+    from state
+    {%- if not as_of %}
+    left semi join active on state.{{ key }} = active.{{ key }}
+    {%- endif %}
+
+    union all
+
+    select
+        {{ key }},
+        day_number,
+        date,
+        {{ 'false' if as_of else 'date >= ' ~ start }} as is_query,
+        imp,
+        clk,
+        if(date >= {{ start }}, imp, 0),
+        if(date >= {{ start }}, clk, 0),
+        {%- for s in scenes() %}
+        if(date >= {{ start }}, imp_s{{ s }}, 0),
+        if(date >= {{ start }}, clk_s{{ s }}, 0),
+        {%- endfor %}
+        if(date >= {{ start }}, date, null),
+        if(date >= {{ start }}, date, null)
+    from daily
+    {%- if as_of %}
+
+    union all
+
+    select
+        {{ key }},
+        unix_date({{ date_literal(plan.as_of) }}),
+        {{ date_literal(plan.as_of) }},
+        true,
+        0, 0, 0, 0,
+        {%- for s in scenes() %}
+        0, 0,
+        {%- endfor %}
+        null,
+        null
+    from (
+        select {{ key }} from state
+        union
+        select {{ key }} from daily where date >= {{ start }}
+    )
+    {%- endif %}
 
 ),
 
@@ -16,17 +107,18 @@ windowed as (
     select
         {{ key }},
         date,
-        sum(imp) over last_7_days as imp_7d,
-        sum(clk) over last_7_days as clk_7d,
-        sum(imp) over before_day as imp_cum,
-        sum(clk) over before_day as clk_cum,
+        is_query,
+        sum(imp_in_7d) over last_7_days as imp_7d,
+        sum(clk_in_7d) over last_7_days as clk_7d,
+        sum(imp_in_cum) over before_day as imp_cum,
+        sum(clk_in_cum) over before_day as clk_cum,
         {%- for s in scenes() %}
-        sum(imp_s{{ s }}) over before_day as imp_cum_s{{ s }},
-        sum(clk_s{{ s }}) over before_day as clk_cum_s{{ s }},
+        sum(imp_in_cum_s{{ s }}) over before_day as imp_cum_s{{ s }},
+        sum(clk_in_cum_s{{ s }}) over before_day as clk_cum_s{{ s }},
         {%- endfor %}
-        min(date) over before_day as first_hist_date,
-        max(date) over before_day as last_hist_date
-    from daily
+        min(first_in) over before_day as first_hist_date,
+        max(last_in) over before_day as last_hist_date
+    from timeline
     window
         last_7_days as (
             partition by {{ key }} order by day_number
@@ -58,8 +150,99 @@ final as (
         last_hist_date as {{ prefix }}_last_hist_date,
         date
     from windowed
+    where is_query
 
 )
 
 select * from final
 {% endmacro %}
+
+
+{#-
+  The entity's state at the start of rebuild_from: totals over all earlier days, and its first and
+  last day with impressions. Carried forward from the previous snapshot (the state at the start of
+  its `date`) plus the daily aggregates from that day on, when nothing before that day changed;
+  otherwise (a late or re-delivered day, or no snapshot) summed from the daily aggregates before
+  rebuild_from.
+-#}
+{% macro entity_state(daily_model, snapshot_model, key, prefix) %}
+{%- set plan = build_plan() -%}
+{%- set snapshot = previous_relation(snapshot_model) -%}
+{%- set snapshot_as_of = snapshot_date(snapshot, 'scene = ' ~ scenes()[0]) -%}
+{%- set carry = snapshot_as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= snapshot_as_of -%}
+with daily as (
+
+    select * from {{ ref(daily_model) }}
+    where {{ date_range('date', snapshot_as_of if carry else none, plan.rebuild_from, below_end=true) }}
+
+),
+
+carried as (
+    {%- if carry %}
+
+    select
+        {{ key }},
+        {{ prefix }}_imp_cum as imp,
+        {{ prefix }}_clk_cum as clk,
+        {%- for s in scenes() %}
+        {{ prefix }}_imp_cum_s{{ s }} as imp_s{{ s }},
+        {{ prefix }}_clk_cum_s{{ s }} as clk_s{{ s }},
+        {%- endfor %}
+        date_sub(date, {{ prefix }}_days_since_first) as first_date,
+        {{ prefix }}_last_hist_date as last_date
+    from {{ snapshot }}
+    where scene = {{ scenes()[0] }} and {{ key }} is not null and {{ prefix }}_has_history = 1
+
+    union all
+    {%- endif %}
+
+    select
+        {{ key }},
+        imp,
+        clk,
+        {%- for s in scenes() %}
+        imp_s{{ s }},
+        clk_s{{ s }},
+        {%- endfor %}
+        date as first_date,
+        date as last_date
+    from daily
+
+),
+
+final as (
+
+    select
+        {{ key }},
+        sum(imp) as imp,
+        sum(clk) as clk,
+        {%- for s in scenes() %}
+        sum(imp_s{{ s }}) as imp_s{{ s }},
+        sum(clk_s{{ s }}) as clk_s{{ s }},
+        {%- endfor %}
+        min(first_date) as first_date,
+        max(last_date) as last_date
+    from carried
+    group by {{ key }}
+
+)
+
+select * from final
+{% endmacro %}
+
+
+{#- The as-of day of a previous snapshot ('YYYY-MM-DD'), or none when there is none or it is empty. -#}
+{% macro snapshot_date(relation, where='true') -%}
+  {%- if not execute or relation is none -%}{{ return(none) }}{%- endif -%}
+  {%- set rows = run_query('select cast(max(date) as string) from ' ~ relation ~ ' where ' ~ where).rows -%}
+  {{- return(rows[0][0] if rows and rows[0][0] else none) -}}
+{%- endmacro %}
+
+
+{#- `start <= expr <= end` (or `< end` with below_end) over dates given as strings; none = open. -#}
+{% macro date_range(expr, start, end, below_end=false) -%}
+  {%- set parts = [] -%}
+  {%- if start -%}{%- do parts.append(expr ~ " >= date'" ~ start ~ "'") -%}{%- endif -%}
+  {%- if end -%}{%- do parts.append(expr ~ (" < " if below_end else " <= ") ~ "date'" ~ end ~ "'") -%}{%- endif -%}
+  {%- if execute and not end -%}false{%- else -%}{{ parts | join(' and ') if parts else 'true' }}{%- endif -%}
+{%- endmacro %}

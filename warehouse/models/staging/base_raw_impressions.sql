@@ -1,22 +1,35 @@
 {#-
-  The raw CSV parsed once and stored as ORC: one row per CSV record (header lines included), every
-  field a string, with the record's field count and a hash of its text. A multi-line CSV file is
-  parsed by a single task, so every later reader (stg_raw_records reads it several times, the
-  row conservation test counts it) reads this table instead of parsing the CSV again.
+  The raw CSV files of this run (new or changed, see stg_raw_files) parsed once and stored as ORC:
+  one row per CSV record (header lines included), every field a string, with the record's field
+  count and a hash of its text. Only those files are read: the filter on the file path prunes the
+  others before Spark opens them. A multi-line CSV file is parsed by a single task, so every later
+  reader (stg_raw_records reads it several times, the row conservation test counts it) reads this
+  table instead of parsing the CSV again. Replaced on every run.
 -#}
 {%- set raw_cols = raw_columns() -%}
 {%- set n_cols = raw_cols | length -%}
+{%- set plan = file_plan() -%}
 
 with source as (
 
-    select * from {{ source('raw', 'impressions_csv') }}
+    select *, _metadata.file_path as file_path
+    from {{ source('raw', 'impressions_csv') }}
+    where {{ in_list('_metadata.file_path', plan.batch_paths, plan.full) }}
+
+),
+
+files as (
+
+    select source_file, file_path
+    from {{ ref('stg_raw_files') }}
+    where status in ('new', 'changed')
 
 ),
 
 parsed as (
 
-    select
-        regexp_extract(input_file_name(), '([^/]*)$', 1) as source_file,
+    select /*+ broadcast(files) */
+        files.source_file,
         {%- for c in raw_cols %}
         c{{ loop.index0 }},
         {%- endfor %}
@@ -29,6 +42,8 @@ parsed as (
         end as n_fields,
         coalesce(c0 = 'user_id' and c1 = 'item_id', false) as is_header
     from source
+    join files
+        on source.file_path = files.file_path
 
 ),
 

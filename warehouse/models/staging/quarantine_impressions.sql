@@ -1,7 +1,16 @@
-{#- Not partitioned: a record rejected for its time has no date. -#}
+{#-
+  One row per rejected raw record. Partitioned by source_file, not by date: a record rejected for
+  its time has no date, and keyed by its file it still lands exactly once (a re-delivered file
+  replaces its partition, a removed file's partition is dropped).
+-#}
+{{ config(materialized='incremental', partition_by=['source_file'], meta={'partition_scope': 'files'}) }}
+{%- set plan = file_plan() -%}
+
 with records as (
 
     select * from {{ ref('stg_raw_records') }}
+    where reject_reason is not null
+        and {{ in_list('source_file', plan.batch_files, plan.full) }}
 
 ),
 
@@ -9,11 +18,10 @@ final as (
 
     select
         impression_id,
-        source_file,
         reject_reason,
-        raw_record
+        raw_record,
+        source_file
     from records
-    where reject_reason is not null
 
 )
 

@@ -2,9 +2,15 @@
   Every raw CSV record (header lines excluded), its fields mapped to the canonical columns, typed,
   and either accepted (reject_reason null) or given the first reason it fails. stg_impressions and
   quarantine_impressions split this table, so every record lands in exactly one of them.
+  Partitioned by source_file: a run writes the partitions of the files it parsed and drops those of
+  changed and removed files, so a re-delivered file replaces its own records and nothing else. It
+  is where later runs find the records of unchanged files when they restage a day.
 -#}
+{{ config(materialized='incremental', partition_by=['source_file'], meta={'partition_scope': 'files'}) }}
 {%- set raw_cols = raw_columns() -%}
 {%- set n_cols = raw_cols | length -%}
+{%- set reasons = var('reject_reasons') -%}
+{%- do file_plan() -%}
 
 with raw as (
 
@@ -103,23 +109,35 @@ typed as (
                 then to_timestamp(trim(log_time_raw), 'yyyy/M/d H:mm')
         end as log_ts,
         case when trim(label_raw) in ('0', '1') then cast(trim(label_raw) as int) end as label,
-        case when trim(scene_raw) in ('0', '1', '2', '3', '4') then cast(trim(scene_raw) as int) end as scene
+        case
+            when trim(scene_raw) in ({% for s in scenes() %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %})
+                then cast(trim(scene_raw) as int)
+        end as scene
     from records
 
 ),
 
 checked as (
 
+    -- The first failing check names the record's reason; var reject_reasons lists them in this order.
+    {%- set checks = {
+        'too_few_fields': 'n_fields < expected_fields',
+        'too_many_fields': 'n_fields > expected_fields',
+        'missing_user_id': "user_id_raw is null or trim(user_id_raw) = ''",
+        'missing_item_id': "item_id_raw is null or trim(item_id_raw) = ''",
+        'bad_log_time': 'log_ts is null',
+        'bad_label': 'label is null',
+        'bad_scene': 'scene is null',
+    } %}
+    {%- if reasons | reject('in', checks) | list or checks | reject('in', reasons) | list %}
+    {{ exceptions.raise_compiler_error('var reject_reasons ' ~ reasons ~ ' and the checks of stg_raw_records ' ~ (checks.keys() | list) ~ ' differ') }}
+    {%- endif %}
     select
         *,
         case
-            when n_fields < expected_fields then 'too_few_fields'
-            when n_fields > expected_fields then 'too_many_fields'
-            when user_id_raw is null or trim(user_id_raw) = '' then 'missing_user_id'
-            when item_id_raw is null or trim(item_id_raw) = '' then 'missing_item_id'
-            when log_ts is null then 'bad_log_time'
-            when label is null then 'bad_label'
-            when scene is null then 'bad_scene'
+            {%- for reason in reasons %}
+            when {{ checks[reason] }} then '{{ reason }}'
+            {%- endfor %}
         end as reject_reason
     from typed
 
@@ -129,7 +147,6 @@ final as (
 
     select
         sha2(concat_ws('|', source_file, record_hash, cast(occurrence as string)), 256) as impression_id,
-        source_file,
         reject_reason,
         case
             when reject_reason is not null then coalesce(
@@ -153,8 +170,9 @@ final as (
         coalesce({{ c }}_raw, '') as {{ c }},
         {%- endfor %}
         {%- for c in deep_feature_columns() %}
-        coalesce(cast({{ c }}_raw as double), 0.0) as {{ c }}{{ ',' if not loop.last }}
+        coalesce(try_cast({{ c }}_raw as double), 0.0) as {{ c }},
         {%- endfor %}
+        source_file
     from checked
 
 )

@@ -1,0 +1,178 @@
+{#-
+  What this run rebuilds. A build always leaves the warehouse equal to a full build of the files now
+  under CTR_RAW_PATH; an incremental run gets there by rewriting only the partitions that change:
+
+  - files (stg_raw_files): `new` or `changed` files (path, size or modification time differ from
+    raw_file_audit) are parsed; records of `changed` and `removed` files are dropped (stale);
+  - restaged dates: the days of records of parsed or stale files, whose staging partitions and
+    daily aggregates are rewritten;
+  - rebuild_from: the first restaged day (at most the day after the last day with data): every
+    feature, training and snapshot row from that day on is recomputed, because cumulative features
+    of later days depend on it. A late day is therefore rebuilt from that day forward.
+
+  The models read the plan here at execution time and inline it as literals, so Spark prunes files
+  and partitions statically. At parse time (execute false) the plan is empty.
+-#}
+
+{#- The previous version of a model of this schema, or none (first build, or --full-refresh). -#}
+{% macro previous_relation(name) -%}
+  {%- if not execute or flags.FULL_REFRESH -%}{{ return(none) }}{%- endif -%}
+  {{- return(adapter.get_relation(database=none, schema=target.schema, identifier=name)) -}}
+{%- endmacro %}
+
+{#-
+  A model of the plan: ref() in models (dbt orders them after it), the relation itself where a
+  ref would add a dependency (data tests scoped by get_where_subquery).
+-#}
+{% macro plan_model(name, direct) -%}
+  {%- if direct -%}
+    {{- return(api.Relation.create(schema=target.schema, identifier=name, type='table')) -}}
+  {%- endif -%}
+  {{- return(ref(name)) -}}
+{%- endmacro %}
+
+{#- The files of this run, from stg_raw_files. `full`: nothing is kept from an earlier build. -#}
+{% macro file_plan(direct=false) -%}
+  {%- set files = plan_model('stg_raw_files', direct) -%}
+  {%- set plan = {'full': true, 'batch_files': [], 'batch_paths': [], 'stale_files': [], 'kept_files': []} -%}
+  {%- if execute -%}
+    {%- for row in run_query('select source_file, file_path, status from ' ~ files ~ ' order by source_file').rows -%}
+      {%- if row[2] in ('new', 'changed') -%}
+        {%- do plan.batch_files.append(row[0]) -%}
+        {%- do plan.batch_paths.append(row[1]) -%}
+      {%- endif -%}
+      {%- if row[2] in ('changed', 'removed') -%}{%- do plan.stale_files.append(row[0]) -%}{%- endif -%}
+      {%- if row[2] == 'unchanged' -%}{%- do plan.kept_files.append(row[0]) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- do plan.update({'full': not plan.kept_files and not plan.stale_files}) -%}
+  {%- endif -%}
+  {{- return(plan) -}}
+{%- endmacro %}
+
+{#- The file plan plus the days of this run, from stg_build_dates (dates as 'YYYY-MM-DD' strings). -#}
+{% macro build_plan(direct=false) -%}
+  {%- set dates_model = plan_model('stg_build_dates', direct) -%}
+  {%- set files_model = plan_model('stg_raw_files', direct) -%}
+  {%- set plan = file_plan(direct) -%}
+  {%- do plan.update({'restaged': [], 'live': [], 'rebuilt': [], 'rebuilt_or_gone': [], 'covering_files': [],
+                      'last_date': none, 'as_of': none, 'rebuild_from': none, 'window_from': none}) -%}
+  {%- if execute -%}
+    {%- set days = modules.datetime.timedelta(days=1) -%}
+    {%- set all_dates = [] -%}
+    {%- for row in run_query('select cast(date as string), restaged, live, was_live from ' ~ dates_model ~ ' order by date').rows -%}
+      {%- do all_dates.append(row[0]) -%}
+      {%- if row[1] -%}{%- do plan.restaged.append(row[0]) -%}{%- endif -%}
+      {%- if row[2] -%}{%- do plan.live.append(row[0]) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- if plan.live -%}
+      {%- set last = modules.datetime.date.fromisoformat(plan.live[-1]) -%}
+      {%- set as_of = (last + days) | string -%}
+      {%- set first_restaged = plan.restaged[0] if plan.restaged else as_of -%}
+      {%- set rebuild_from = [first_restaged, as_of] | min -%}
+      {%- set window_from = (modules.datetime.date.fromisoformat(rebuild_from) - 7 * days) | string -%}
+      {%- do plan.update({'last_date': last | string, 'as_of': as_of, 'rebuild_from': rebuild_from, 'window_from': window_from}) -%}
+    {%- else -%}
+      {%- do plan.update({'rebuild_from': plan.restaged[0] if plan.restaged else none}) -%}
+    {%- endif -%}
+    {%- for d in all_dates -%}
+      {%- if plan.rebuild_from is not none and d >= plan.rebuild_from -%}
+        {%- do plan.rebuilt_or_gone.append(d) -%}
+        {%- if d in plan.live -%}{%- do plan.rebuilt.append(d) -%}{%- endif -%}
+      {%- endif -%}
+    {%- endfor -%}
+    {%- if plan.restaged -%}
+      {%- set covering -%}
+        select source_file from {{ files_model }}
+        where status in ('new', 'changed')
+            or (status = 'unchanged' and arrays_overlap(previous_dates, array({{ date_literals(plan.restaged) }})))
+        order by source_file
+      {%- endset -%}
+      {%- for row in run_query(covering).rows -%}{%- do plan.covering_files.append(row[0]) -%}{%- endfor -%}
+    {%- endif -%}
+  {%- endif -%}
+  {{- return(plan) -}}
+{%- endmacro %}
+
+{#- A date literal from 'YYYY-MM-DD', or null. -#}
+{% macro date_literal(value) -%}
+  {%- if value -%}date'{{ value }}'{%- else -%}cast(null as date){%- endif -%}
+{%- endmacro %}
+
+{% macro date_literals(values) -%}
+  {%- for v in values -%}date'{{ v }}'{{ ', ' if not loop.last }}{%- endfor -%}
+{%- endmacro %}
+
+{#- `expr in (values)` as SQL: true when the whole input is rebuilt (full), false when values is empty. -#}
+{% macro in_list(expr, values, full=false, dates=false) -%}
+  {%- if full -%}true
+  {%- elif not values -%}false
+  {%- elif dates -%}{{ expr }} in ({{ date_literals(values) }})
+  {%- else -%}{{ expr }} in ({%- for v in values -%}{{ sql_string(v) }}{{ ', ' if not loop.last }}{%- endfor -%})
+  {%- endif -%}
+{%- endmacro %}
+
+{#-
+  The partitions a model rewrites, by its `partition_scope` (meta), with the filter that selects
+  them. `files`: partitioned by source_file, the parsed files are written and the stale ones dropped.
+  `restaged`: by date, the restaged days. `rebuilt`: by date, every day from rebuild_from on.
+-#}
+{% macro partition_scope(scope, direct=false) -%}
+  {%- if scope == 'files' -%}
+    {%- set plan = file_plan(direct) -%}
+    {{- return({'column': 'source_file', 'dates': false, 'full': plan.full,
+                'drop': plan.stale_files, 'keep': plan.batch_files}) -}}
+  {%- elif scope in ('restaged', 'rebuilt') -%}
+    {%- set plan = build_plan(direct) -%}
+    {%- if scope == 'restaged' -%}
+      {{- return({'column': 'date', 'dates': true, 'full': plan.full, 'drop': plan.restaged,
+                  'keep': plan.restaged | select('in', plan.live) | list}) -}}
+    {%- else -%}
+      {{- return({'column': 'date', 'dates': true, 'full': plan.full, 'drop': plan.rebuilt_or_gone,
+                  'keep': plan.rebuilt}) -}}
+    {%- endif -%}
+  {%- endif -%}
+  {{- return(none) -}}
+{%- endmacro %}
+
+{#- Pre-hook of every incremental model: drop the partitions this run replaces or empties. -#}
+{% macro drop_replaced_partitions() -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set scope = (config.get('meta') or {}).get('partition_scope') -%}
+  {%- if scope and is_incremental() -%}
+    {%- set part = partition_scope(scope) -%}
+    {%- for chunk in part.drop | batch(500) -%}
+      {%- call statement('drop_partitions') -%}
+        alter table {{ this }} drop if exists
+        {%- for v in chunk %}
+          partition ({{ part.column }} = {{ sql_string(v) }}){{ ',' if not loop.last }}
+        {%- endfor %}
+      {%- endcall -%}
+    {%- endfor -%}
+  {%- endif -%}
+{%- endmacro %}
+
+{#-
+  Source files with records in stg_raw_records (the previous one) that raw_file_audit does not list:
+  staged by a build that did not finish. Read from the partition names, not from the data.
+-#}
+{% macro unfinished_files(records, audit) -%}
+  {%- if not execute or records is none -%}{{ return([]) }}{%- endif -%}
+  {%- set audited = [] -%}
+  {%- if audit is not none -%}
+    {%- for row in run_query('select source_file from ' ~ audit).rows -%}{%- do audited.append(row[0]) -%}{%- endfor -%}
+  {%- endif -%}
+  {%- set unfinished = [] -%}
+  {%- for row in run_query('show partitions ' ~ records).rows -%}
+    {%- set name = hive_unescape(row[0][('source_file=' | length):]) -%}
+    {%- if name not in audited -%}{%- do unfinished.append(name) -%}{%- endif -%}
+  {%- endfor -%}
+  {{- return(unfinished) -}}
+{%- endmacro %}
+
+{#- A partition value as written in a Hive partition path (the characters Hive escapes), decoded. -#}
+{% macro hive_unescape(name) -%}
+  {{- return(name.replace('%22', '"').replace('%23', '#').replace('%27', "'").replace('%2A', '*')
+                 .replace('%2F', '/').replace('%3A', ':').replace('%3D', '=').replace('%3F', '?')
+                 .replace('%5B', '[').replace('%5C', '\\').replace('%5D', ']').replace('%5E', '^')
+                 .replace('%7B', '{').replace('%25', '%')) -}}
+{%- endmacro %}

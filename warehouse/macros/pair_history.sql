@@ -1,0 +1,138 @@
+{#-
+  History of a (user, item) pair, for the daily mart (as_of=false: every day from rebuild_from on
+  with impressions of the pair) and the serving snapshot (as_of=true: every pair on the day after the
+  last day with data). As in entity_history: the pair's state at the start of rebuild_from is one row
+  on the day before it, and a window over day numbers never includes the current day.
+-#}
+{% macro pair_history(daily_model, state_model, as_of=false) %}
+{%- set plan = build_plan() -%}
+{%- set start = date_literal(plan.rebuild_from) -%}
+with daily as (
+
+    select * from {{ ref(daily_model) }}
+    where {{ date_range('date', plan.rebuild_from, plan.last_date) }}
+
+),
+
+state as (
+
+    select * from {{ ref(state_model) }}
+
+),
+
+timeline as (
+
+    select
+        state.user_id,
+        state.item_id,
+        unix_date({{ start }}) - 1 as day_number,
+        cast(null as date) as date,
+        false as is_query,
+        state.imp,
+        state.clk,
+        state.last_date as last_in
+    from state
+    {%- if not as_of %}
+    left semi join daily
+        on state.user_id = daily.user_id
+        and state.item_id = daily.item_id
+    {%- endif %}
+
+    union all
+
+    select user_id, item_id, day_number, date, {{ 'false' if as_of else 'true' }}, imp, clk, date
+    from daily
+    {%- if as_of %}
+
+    union all
+
+    select user_id, item_id, unix_date({{ date_literal(plan.as_of) }}), {{ date_literal(plan.as_of) }}, true, 0, 0, null
+    from (
+        select user_id, item_id from state
+        union
+        select user_id, item_id from daily
+    )
+    {%- endif %}
+
+),
+
+windowed as (
+
+    select
+        user_id,
+        item_id,
+        date,
+        is_query,
+        sum(imp) over before_day as imp_hist,
+        sum(clk) over before_day as clk_hist,
+        max(last_in) over before_day as last_hist_date
+    from timeline
+    window before_day as (
+        partition by user_id, item_id order by day_number
+        range between unbounded preceding and 1 preceding
+    )
+
+),
+
+final as (
+
+    select
+        user_id,
+        item_id,
+        coalesce(imp_hist, 0) as ui_imp_hist,
+        coalesce(clk_hist, 0) as ui_clk_hist,
+        case when last_hist_date is not null then 1 else 0 end as ui_has_history,
+        last_hist_date as ui_last_hist_date,
+        date
+    from windowed
+    where is_query
+
+)
+
+select * from final
+{% endmacro %}
+
+
+{#- The pair's impressions, clicks and last day with impressions before rebuild_from (see entity_state). -#}
+{% macro pair_state(daily_model, snapshot_model) %}
+{%- set plan = build_plan() -%}
+{%- set snapshot = previous_relation(snapshot_model) -%}
+{%- set snapshot_as_of = snapshot_date(snapshot) -%}
+{%- set carry = snapshot_as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= snapshot_as_of -%}
+with daily as (
+
+    select * from {{ ref(daily_model) }}
+    where {{ date_range('date', snapshot_as_of if carry else none, plan.rebuild_from, below_end=true) }}
+
+),
+
+carried as (
+    {%- if carry %}
+
+    select user_id, item_id, ui_imp_hist as imp, ui_clk_hist as clk, ui_last_hist_date as last_date
+    from {{ snapshot }}
+    where user_id is not null and ui_has_history = 1
+
+    union all
+    {%- endif %}
+
+    select user_id, item_id, imp, clk, date as last_date
+    from daily
+
+),
+
+final as (
+
+    select
+        user_id,
+        item_id,
+        sum(imp) as imp,
+        sum(clk) as clk,
+        max(last_date) as last_date
+    from carried
+    group by user_id, item_id
+
+)
+
+select * from final
+{% endmacro %}
