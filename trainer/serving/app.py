@@ -117,7 +117,7 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
         # Logged with its traceback by uvicorn; the client gets one line.
-        return _error(500, f"internal error: {type(exc).__name__}")
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:300])
 
     @app.post("/score", response_model=ScoreResponse)
     def score(body: ScoreRequest):  # a plain def: FastAPI runs it in a worker thread

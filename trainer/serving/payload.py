@@ -16,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, cr
 from m2ctr.schema import DEEP_FEATURES, ITEM_TEXT_COLUMNS, SCENES, USER_TEXT_COLUMNS
 
 
-
 def _not_blank(value: str) -> str:
     # staging rejects an id that is empty after trimming (missing_user_id / missing_item_id)
     if not value.strip():

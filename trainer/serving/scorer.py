@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from m2ctr.schema import DEEP_FEATURES, DENSE_COLUMNS, ID_COLUMNS, ITEM_TEXT_COLUMNS, TEXT_COLUMNS, USER_TEXT_COLUMNS
+from m2ctr.schema import (
+    DEEP_FEATURES,
+    DENSE_COLUMNS,
+    ID_COLUMNS,
+    ITEM_TEXT_COLUMNS,
+    TEXT_COLUMNS,
+    USER_TEXT_COLUMNS,
+)
 
 from ..train import Run, load_run, score
 from .snapshot import Snapshot
@@ -72,7 +79,11 @@ class Scorer:
         batch = self.batch(user, items)
         with self.lock:
             rows = score(self.run.model, [self.run.features(batch)], self.run.features, self.run.device)
-        return rows["probability"].tolist()
+        p = rows["probability"]
+        if not np.isfinite(p).all():  # JSON would carry it as null: say so instead
+            bad = np.flatnonzero(~np.isfinite(p))[:5].tolist()
+            raise RuntimeError(f"non-finite score for item(s) at {bad}: check the snapshot and the run")
+        return p.tolist()
 
     def inputs(self) -> dict:
         """What the model reads, for GET /metadata."""

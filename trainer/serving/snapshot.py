@@ -76,13 +76,16 @@ class EntityFeatures:
         table = table.sort_by([(key, "ascending"), ("scene", "ascending")])  # nulls (cold rows) last
         null = table.column(key).is_null()
         cold, known = table.filter(null), table.filter(pc.invert(null))
-        if cold.column("scene").to_pylist() != list(SCENES):
-            raise TrainerError(f"snapshot table {path} should hold one row per scene {list(SCENES)} with a "
-                               f"null {key} (the no-history values), holds scenes {cold.column('scene').to_pylist()}")
-        n = len(known) // n_scenes
-        ids = known.column(key).to_numpy(zero_copy_only=False).reshape(n, n_scenes) if len(known) % n_scenes == 0 else None
-        scenes = known.column("scene").to_numpy().reshape(n, n_scenes) if ids is not None else None
-        if (ids is None or (ids != ids[:, :1]).any() or (scenes != np.asarray(SCENES)).any()
+        cold_scenes = cold.column("scene").to_pylist()
+        if cold_scenes != list(SCENES):
+            raise TrainerError(f"snapshot table {path} should hold one row per scene {list(SCENES)} with "
+                               f"a null {key} (the no-history values), holds scenes {cold_scenes}")
+        n, rest = divmod(len(known), n_scenes)
+        ids = known.column(key).to_numpy(zero_copy_only=False)
+        scenes = known.column("scene").to_numpy()
+        if not rest:
+            ids, scenes = ids.reshape(n, n_scenes), scenes.reshape(n, n_scenes)
+        if (rest or (ids != ids[:, :1]).any() or (scenes != np.asarray(SCENES)).any()
                 or not pd.Index(ids[:, 0]).is_unique):
             raise TrainerError(f"snapshot table {path} should hold exactly one row per {key} and scene")
         values = {}
@@ -92,14 +95,23 @@ class EntityFeatures:
         return cls(pd.Index(ids[:, 0], dtype=object), values, _values(cold, columns))
 
     def lookup(self, ids: np.ndarray, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
-        at = self.index.get_indexer(ids)
+        """Each row's values: of its id and scene, or the no-history values of its scene."""
+        return self.take(self.index.get_indexer(ids), scene_pos)
+
+    def lookup_one(self, ident: str, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
+        """The values of one id (the request's user) in each row's scene."""
+        at = self.index.get_indexer([ident])[0]
+        return self.take(np.full(len(scene_pos), at), scene_pos)
+
+    def take(self, at: np.ndarray, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
+        if not len(self.index):  # nobody has history yet (a warehouse of one day)
+            return {c: v[scene_pos] for c, v in self.cold.items()}
         unknown = at < 0
         out = {}
         for c, v in self.values.items():
             got = v[at, scene_pos] if v.ndim == 2 else v[at]
             if unknown.any():
-                got = got.copy()
-                got[unknown] = self.cold[c][scene_pos[unknown]]
+                got[unknown] = self.cold[c][scene_pos[unknown]]  # fancy indexing made a copy
             out[c] = got
         return out
 
@@ -136,15 +148,14 @@ class PairFeatures:
                    {c: v[0] for c, v in _values(cold, columns).items()})
 
     def lookup(self, user_id: str, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The values of each pair (user_id, item_ids[k]), or the no-history values."""
         u = self.users.get_indexer([user_id])[0]
-        at = np.full(len(item_ids), -1, np.int64)
-        if u >= 0:
-            lo, hi = self.starts[u], self.starts[u + 1]
-            found = pd.Index(self.items[lo:hi], dtype=object).get_indexer(item_ids)
-            at = np.where(found >= 0, lo + found, -1)
-        unknown = at < 0
-        return {c: np.where(unknown, self.cold[c], v[np.maximum(at, 0)]) if len(v) else
-                np.full(len(item_ids), self.cold[c]) for c, v in self.values.items()}
+        if u < 0:
+            return {c: np.full(len(item_ids), v) for c, v in self.cold.items()}
+        lo, hi = self.starts[u], self.starts[u + 1]
+        found = pd.Index(self.items[lo:hi], dtype=object).get_indexer(item_ids)
+        unknown, at = found < 0, lo + np.maximum(found, 0)
+        return {c: np.where(unknown, self.cold[c], v[at]) for c, v in self.values.items()}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -165,18 +176,18 @@ class Snapshot:
             raise TrainerError(f"snapshot tables under {self.path} are of different days: {days} "
                                "(a build was interrupted? run `make features` again)")
         self.as_of = next(iter(days.values()))
-        user, item, pair = SNAPSHOT_MODELS
-        self.user = EntityFeatures.from_table(tables[user], "user_id", SNAPSHOT_MODELS[user][1], self.path / user)
-        self.item = EntityFeatures.from_table(tables[item], "item_id", SNAPSHOT_MODELS[item][1], self.path / item)
-        self.pair = PairFeatures.from_table(tables[pair], SNAPSHOT_MODELS[pair][1], self.path / pair)
-        self.scene_pos = pd.Index(SCENES)
+        (user, (_, u_cols)), (item, (_, i_cols)), (pair, (_, p_cols)) = SNAPSHOT_MODELS.items()
+        self.user = EntityFeatures.from_table(tables[user], "user_id", u_cols, self.path / user)
+        self.item = EntityFeatures.from_table(tables[item], "item_id", i_cols, self.path / item)
+        self.pair = PairFeatures.from_table(tables[pair], p_cols, self.path / pair)
+        self.scene_pos = np.full(max(SCENES) + 1, -1)  # scene -> its position in SCENES
+        self.scene_pos[list(SCENES)] = np.arange(len(SCENES))
 
     def history(self, user_id: str, item_ids: np.ndarray, scenes: np.ndarray) -> dict[str, np.ndarray]:
         """Every history feature of the rows (user_id, item_ids[k], scenes[k]), as training_samples
         would give them on `as_of`."""
-        pos = self.scene_pos.get_indexer(scenes)
-        users = np.full(len(item_ids), user_id, dtype=object)
-        return {**self.user.lookup(users, pos), **self.item.lookup(item_ids, pos),
+        pos = self.scene_pos[scenes]  # the request model admits SCENES only
+        return {**self.user.lookup_one(user_id, pos), **self.item.lookup(item_ids, pos),
                 **self.pair.lookup(user_id, item_ids)}
 
     def sizes(self) -> dict[str, int]:
