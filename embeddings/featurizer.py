@@ -158,12 +158,14 @@ class TextFeaturizer:
                 self.cfg.tokens_per_field)
         self.fitted = True
         for side in SIDES:
-            self._add(side, list(key_rows[side]))
+            self._add(side, list(key_rows[side]), cold_keys[side])
         return self
 
     # -- the tables --------------------------------------------------------------------------
 
-    def _add(self, side: str, keys: list[str]) -> None:
+    def _add(self, side: str, keys: list[str], cold_keys=None) -> None:
+        """Append table rows for new texts. Sentence vectors are encoded only for texts shown with
+        a zero/few id (`cold_keys`; None: all), since warm rows read the training mean instead."""
         if not keys:
             return
         columns = SIDES[side][1]
@@ -180,16 +182,37 @@ class TextFeaturizer:
             rows["white"] = white
         if self.sentence is not None:
             sent = np.zeros((len(keys), len(self.fallback_mean[side]) + 1), dtype=np.float32)
-            if present:
-                sent[~empty, :-1] = self.sentence.vectors(present)
             sent[empty, -1] = 1.0
             rows["sent"] = sent
+            rows["has_sent"] = empty.copy()
         if self.vocab is not None:
             rows["tokens"] = self.vocab.encode(columns, fields_)
-        self.tables[side].append(keys, rows)
+        table = self.tables[side]
+        start = len(table)
+        table.append(keys, rows)
+        if self.sentence is not None:
+            need = np.arange(start, start + len(keys))
+            if cold_keys is not None:
+                need = need[[k in cold_keys for k in keys]]
+            self._fill_sentences(side, need)
 
-    def transform(self, batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
-        """Per row, the index of its user text and of its item text (`text_user`, `text_item`)."""
+    def _fill_sentences(self, side: str, rows: np.ndarray) -> None:
+        """Encode the sentence vectors of table rows that lack one."""
+        table = self.tables[side]
+        has = table.block("has_sent")
+        rows = np.unique(rows[~has[rows]])
+        if not len(rows):
+            return
+        texts = [join_fields(table.index[r].split(_SEP)) for r in rows]
+        table.block("sent")[rows, :-1] = self.sentence.vectors(texts)
+        has[rows] = True
+        table.version += 1
+
+    def transform(self, batch: pa.RecordBatch | pa.Table,
+                  cold: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Per row, the index of its user text and of its item text (`text_user`, `text_item`).
+        `cold` (the rows' cold-start buckets per side) limits sentence encoding to the texts of
+        zero/few ids; without it every new text gets a sentence vector."""
         if not self.fitted:
             raise RuntimeError("TextFeaturizer.transform called before fit/load")
         out = {}
@@ -198,8 +221,11 @@ class TextFeaturizer:
             table = self.tables[side]
             idx = table.lookup(keys)
             if (idx < 0).any():
-                self._add(side, pc.unique(keys.filter(pa.array(idx < 0))).to_pylist())
+                self._add(side, pc.unique(keys.filter(pa.array(idx < 0))).to_pylist(), cold_keys=set())
                 idx = table.lookup(keys)
+            if self.sentence is not None:
+                need = idx if cold is None else idx[np.asarray(cold[side]) != WARM]
+                self._fill_sentences(side, need)
             out[f"text_{side}"] = idx.astype(np.int64)
         return out
 
@@ -238,7 +264,8 @@ class TextFeaturizer:
             key = (side, str(device))
             if self._tensors.get(key, (None,))[0] != table.version:
                 self._tensors[key] = (table.version, {
-                    name: torch.from_numpy(table.block(name)).to(device) for name in table.blocks})
+                    name: torch.from_numpy(table.block(name)).to(device) for name in table.blocks
+                    if name != "has_sent"})
             tensors = self._tensors[key][1]
             idx = batch.pop(f"text_{side}")
             if "white" in tensors:
@@ -256,7 +283,7 @@ class TextFeaturizer:
         rows' cold-start buckets per side."""
         import torch
 
-        b = {k: torch.from_numpy(v) for k, v in self.transform(batch).items()}
+        b = {k: torch.from_numpy(v) for k, v in self.transform(batch, cold).items()}
         b.update({f"cold_{side}": torch.from_numpy(np.asarray(cold[side], np.int64)) for side in SIDES})
         return {k: v.numpy() for k, v in self.gather(b, "cpu").items() if not k.startswith("cold_")}
 

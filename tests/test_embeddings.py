@@ -158,7 +158,7 @@ def test_loads_local_model_offline(tmp_path):
            "HF_HOME": str(tmp_path / "hf"), "HTTP_PROXY": "http://127.0.0.1:9",
            "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=False, timeout=180)
+                          check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
     assert not (tmp_path / "hf").exists() or not any((tmp_path / "hf").rglob("*.safetensors"))

@@ -58,6 +58,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("lr", "AdamW learning rate of the dense layers", type=float)
     opt("emb_lr", "learning rate of the id tables (sparse Adam)", type=float)
     opt("token_lr", "learning rate of the content-id (token) table (sparse Adam)", type=float)
+    opt("lr_decay", "every learning rate is multiplied by this after each epoch", type=float)
     opt("weight_decay", "AdamW weight decay of the dense layers", type=float)
     opt("val_days", "days before the test days used for validation", type=positive)
     opt("test_days", "last days used for test", type=positive)

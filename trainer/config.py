@@ -31,6 +31,7 @@ class FitConfig:
     lr: float = 2e-3
     emb_lr: float = 5e-4
     token_lr: float = 2e-3
+    lr_decay: float = 0.5
     weight_decay: float = 1e-5
     precision: str = "float32"
     scene_weights: str = "none"

@@ -287,7 +287,8 @@ class Features:
     def __call__(self, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         arrays = self.prep.transform(batch)
         if self.featurizer is not None:
-            arrays.update(self.featurizer.transform(batch))
+            cold = {"user": arrays["cold_user"], "item": arrays["cold_item"]}
+            arrays.update(self.featurizer.transform(batch, cold))
         return arrays
 
 

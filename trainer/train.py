@@ -156,6 +156,12 @@ class Optimizers:
         for o in self.opts:
             o.step()
 
+    def decay(self, factor: float) -> None:
+        """Scale every learning rate (once per epoch)."""
+        for o in self.opts:
+            for g in o.param_groups:
+                g["lr"] *= factor
+
 
 # ---------------------------------------------------------------------------- fit, step 1: prepare
 
@@ -300,6 +306,7 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         bar.close()
+        opt.decay(cfg.lr_decay)
         elapsed = time.perf_counter() - t0
         val = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
         val_auc = M.auc(val["label"], val["probability"]) if val else None
