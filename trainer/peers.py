@@ -30,7 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from m2ctr.schema import COLD_BUCKETS, DENSE_COLUMNS, ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS, cold_bucket
+from m2ctr.schema import (
+    COLD_BUCKETS,
+    DENSE_COLUMNS,
+    ITEM_TEXT_COLUMNS,
+    USER_TEXT_COLUMNS,
+    cold_bucket,
+)
 
 from . import metrics as M
 from .artifacts import atomic_path, write_json
@@ -117,13 +123,13 @@ def read_part(table: Table, days: list[str], text: bool = False, dense: bool = T
     text_cols = [c for cols in TEXT_SIDES.values() for c in cols] if text else []
     dense_cols = list(DENSE_COLUMNS) if dense else []
     columns = ["user_id", "item_id", "scene", "label", *dense_cols, *text_cols]
-    dense, scene, label, users, items = [], [], [], [], []
+    matrices, scene, label, users, items = [], [], [], [], []
     uniques = {side: UniqueTexts() for side in TEXT_SIDES} if text else {}
     codes = {side: [] for side in uniques}
     for batch in table.batches(days, columns):
         if batch.num_rows == 0:
             continue
-        dense.append(np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
+        matrices.append(np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
                      if dense_cols else np.zeros((batch.num_rows, 0), np.float32))
         scene.append(_numpy(batch.column("scene"), -1, np.int64))
         label.append(_numpy(batch.column("label"), 0, np.float32))
@@ -134,7 +140,7 @@ def read_part(table: Table, days: list[str], text: bool = False, dense: bool = T
     if not label:
         raise TrainerError(f"empty split: no rows on day(s) {', '.join(days)}")
     return Part(
-        dense=np.concatenate(dense), scene=np.concatenate(scene), label=np.concatenate(label),
+        dense=np.concatenate(matrices), scene=np.concatenate(scene), label=np.concatenate(label),
         user_id=pa.chunked_array(users, pa.string()), item_id=pa.chunked_array(items, pa.string()),
         text={side: (u, np.concatenate(codes[side])) for side, u in uniques.items()},
     )
