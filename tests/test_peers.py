@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -11,16 +10,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 from pyarrow import orc
 from sklearn.metrics import roc_auc_score
 
 from m2ctr.schema import DENSE_COLUMNS, TEXT_COLUMNS
+from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
 from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError, split_days
-from trainer.peers import find_truth, fit_lightgbm, main, oracle_metrics
-from synthetic.sample_table import make_samples, write_sample_table
+from trainer.peers import find_truth, fit_lightgbm, oracle_metrics
 
 SAMPLE = {"rows_per_day": 2000, "days": 6, "seed": 3}
 
@@ -41,11 +39,16 @@ def truth(table, tmp_path_factory) -> Path:
     tables, p = make_samples(**SAMPLE)
     t = pa.concat_tables(tables)
     ts = t.column("log_ts").cast(pa.timestamp("ms"))
-    frame = pd.DataFrame({
-        "user_id": t.column("user_id").to_pylist(), "item_id": t.column("item_id").to_pylist(),
-        "log_ts": ts.to_pandas(), "scene": t.column("scene").to_numpy(),
-        "label": t.column("label").to_numpy(), "p_click": p,
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": t.column("user_id").to_pylist(),
+            "item_id": t.column("item_id").to_pylist(),
+            "log_ts": ts.to_pandas(),
+            "scene": t.column("scene").to_numpy(),
+            "label": t.column("label").to_numpy(),
+            "p_click": p,
+        }
+    )
     frame["date"] = frame["log_ts"].dt.date
     assert not frame.duplicated(["user_id", "item_id", "log_ts"]).any()
     path = tmp_path_factory.mktemp("raw") / "truth.parquet"
@@ -59,7 +62,9 @@ def plain(table, split) -> dict:
 
 
 def scene_only_auc(table: Path, split: dict) -> float:
-    t = ds.dataset(str(table), format="orc", partitioning="hive").to_table(columns=["scene", "label", "date"])
+    t = ds.dataset(str(table), format="orc", partitioning="hive").to_table(
+        columns=["scene", "label", "date"]
+    )
     date = np.array(t.column("date").cast(pa.string()).to_pylist())
     scene, label = t.column("scene").to_numpy(), t.column("label").to_numpy()
     train, test = np.isin(date, split["train_days"]), np.isin(date, split["test_days"])
@@ -77,13 +82,20 @@ def test_lightgbm_beats_a_scene_only_score(plain, table, split):
 def test_run_directory_is_written_whole_and_read_back(table, split, tmp_path):
     out = tmp_path / "lightgbm-seed0"
     first = fit_lightgbm(table, split, seed=0, threads=1, out_dir=out)
-    assert {p.name for p in out.iterdir()} >= {"metrics.json", "model.txt", "config.json", "cold_start.md"}
+    assert {p.name for p in out.iterdir()} >= {
+        "metrics.json",
+        "model.txt",
+        "config.json",
+        "cold_start.md",
+    }
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no staging sibling left behind
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(first))
     config = json.loads((out / "config.json").read_text())
     assert 0 < config["best_iteration"] <= config["max_rounds"]
     stamp = (out / "model.txt").stat().st_mtime_ns
-    again = fit_lightgbm(table, split, seed=0, threads=1, out_dir=out)  # a finished run is not retrained
+    again = fit_lightgbm(
+        table, split, seed=0, threads=1, out_dir=out
+    )  # a finished run is not retrained
     assert again == json.loads(json.dumps(first))
     assert (out / "model.txt").stat().st_mtime_ns == stamp
 
@@ -136,7 +148,9 @@ def _expected_oracle(table: Path, split: dict, truth: Path, part: str) -> dict:
     arrays = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
     rows = pa.Table.from_batches(batches).select(["user_id", "item_id", "log_ts"]).to_pandas()
     rows["log_ts"] = rows["log_ts"].astype("datetime64[ms]")
-    p = rows.merge(pd.read_parquet(truth), on=["user_id", "item_id", "log_ts"], how="left")["p_click"]
+    p = rows.merge(pd.read_parquet(truth), on=["user_id", "item_id", "log_ts"], how="left")[
+        "p_click"
+    ]
     assert len(p) == len(rows) and not p.isna().any()
     return M.evaluate(arrays, p.to_numpy(), prep.scenes)
 
@@ -149,7 +163,9 @@ def test_oracle_equals_evaluate_on_the_true_probability(table, split, truth, pla
     assert got["test"]["auc"] > plain["test"]["auc"]  # the ceiling is above a fitted model
 
 
-@pytest.mark.parametrize("defect", ["missing row", "duplicate row", "moved time", "other label", "extra row"])
+@pytest.mark.parametrize(
+    "defect", ["missing row", "duplicate row", "moved time", "other label", "extra row"]
+)
 def test_truth_that_does_not_match_the_rows_is_an_error(table, split, truth, tmp_path, defect):
     frame = pd.read_parquet(truth)
     test_rows = frame.index[frame["date"].astype(str) == split["test_days"][0]]
@@ -188,9 +204,3 @@ def test_find_truth(tmp_path, monkeypatch):
     assert find_truth(table, beside) == beside  # an explicit path wins
     with pytest.raises(TrainerError, match="not found"):
         find_truth(table, tmp_path / "nope.parquet")
-
-
-def test_cli_reports_a_missing_table_in_one_line(tmp_path, capsys):
-    assert main(["--table", str(tmp_path / "missing")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: table not found")

@@ -12,15 +12,13 @@ Both slice rows as the neural runs do (scene as an index into the sorted trainin
 cold-start buckets of training-day impression counts, hashed user ids for GAUC) and score them with
 `trainer.metrics.evaluate`, so their numbers sit in the same table as the neural rungs'.
 
-    python -m trainer.peers --seeds 3 --threads 2     # lightgbm, lightgbm+text, oracle
+`python -m trainer ladder` runs them as the rungs "lightgbm", "lightgbm+text" and "oracle".
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from m2ctr.schema import (
-    COLD_BUCKETS,
     DENSE_COLUMNS,
     ITEM_TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
@@ -40,7 +37,7 @@ from m2ctr.schema import (
 
 from . import metrics as M
 from .artifacts import atomic_path, write_json
-from .data import Table, TrainerError, split_days, stable_hash
+from .data import Table, TrainerError, stable_hash
 
 TEXT_SIDES = {"user": USER_TEXT_COLUMNS, "item": ITEM_TEXT_COLUMNS}
 SVD_COMPONENTS = 32
@@ -129,8 +126,11 @@ def read_part(table: Table, days: list[str], text: bool = False, dense: bool = T
     for batch in table.batches(days, columns):
         if batch.num_rows == 0:
             continue
-        matrices.append(np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
-                     if dense_cols else np.zeros((batch.num_rows, 0), np.float32))
+        matrices.append(
+            np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
+            if dense_cols
+            else np.zeros((batch.num_rows, 0), np.float32)
+        )
         scene.append(_numpy(batch.column("scene"), -1, np.int64))
         label.append(_numpy(batch.column("label"), 0, np.float32))
         users.append(_ids(batch, "user_id"))
@@ -140,8 +140,11 @@ def read_part(table: Table, days: list[str], text: bool = False, dense: bool = T
     if not label:
         raise TrainerError(f"empty split: no rows on day(s) {', '.join(days)}")
     return Part(
-        dense=np.concatenate(matrices), scene=np.concatenate(scene), label=np.concatenate(label),
-        user_id=pa.chunked_array(users, pa.string()), item_id=pa.chunked_array(items, pa.string()),
+        dense=np.concatenate(matrices),
+        scene=np.concatenate(scene),
+        label=np.concatenate(label),
+        user_id=pa.chunked_array(users, pa.string()),
+        item_id=pa.chunked_array(items, pa.string()),
         text={side: (u, np.concatenate(codes[side])) for side, u in uniques.items()},
     )
 
@@ -167,15 +170,22 @@ class Slicer:
 
     @classmethod
     def fit(cls, train: Part) -> Slicer:
-        return cls(sorted(int(s) for s in np.unique(train.scene) if s >= 0),
-                   _train_counts(train.user_id), _train_counts(train.item_id))
+        return cls(
+            sorted(int(s) for s in np.unique(train.scene) if s >= 0),
+            _train_counts(train.user_id),
+            _train_counts(train.item_id),
+        )
 
     def scene_index(self, scene: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(self.scenes, scene)
-        known = (idx < len(self.scenes)) & (np.asarray(self.scenes)[np.minimum(idx, len(self.scenes) - 1)] == scene)
+        known = (idx < len(self.scenes)) & (
+            np.asarray(self.scenes)[np.minimum(idx, len(self.scenes) - 1)] == scene
+        )
         if not known.all():
             unknown = sorted(set(scene[~known].tolist()))
-            raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
+            raise TrainerError(
+                f"scene(s) {unknown} never appear on the training days (known: {self.scenes})"
+            )
         return idx.astype(np.int64)
 
     def arrays(self, part: Part) -> dict[str, np.ndarray]:
@@ -216,7 +226,9 @@ class TextComponents:
             raise TrainerError("text features: the training days' text holds no word") from None
         k = min(self.n_components, x.shape[1] - 1, x.shape[0] - 1)
         if k < 1:
-            raise TrainerError(f"text features: too few distinct texts or words on the training days ({x.shape})")
+            raise TrainerError(
+                f"text features: too few distinct texts or words on the training days ({x.shape})"
+            )
         self.svd = TruncatedSVD(k, algorithm="randomized", random_state=self.seed).fit(x)
         return self
 
@@ -229,17 +241,23 @@ class TextComponents:
     def save(self, path: Path) -> None:
         """Vocabulary as JSON, idf and components as .npz: nothing is pickled."""
         words = sorted(self.tfidf.vocabulary_, key=self.tfidf.vocabulary_.get)
-        path.with_suffix(".json").write_text(json.dumps({"words": words, "n_components": self.n_components}))
+        path.with_suffix(".json").write_text(
+            json.dumps({"words": words, "n_components": self.n_components})
+        )
         np.savez(path.with_suffix(".npz"), idf=self.tfidf.idf_, components=self.svd.components_)
 
 
 def fit_text(train: Part, seed: int) -> dict[str, TextComponents]:
-    return {side: TextComponents(seed=seed).fit(uniq.texts) for side, (uniq, _) in train.text.items()}
+    return {
+        side: TextComponents(seed=seed).fit(uniq.texts) for side, (uniq, _) in train.text.items()
+    }
 
 
 def text_features(part: Part, fitted: dict[str, TextComponents]) -> np.ndarray:
     """Per row, the components of its own distinct text (computed once per distinct text)."""
-    return np.concatenate([fitted[s].transform(u.texts)[codes] for s, (u, codes) in part.text.items()], axis=1)
+    return np.concatenate(
+        [fitted[s].transform(u.texts)[codes] for s, (u, codes) in part.text.items()], axis=1
+    )
 
 
 # ---------------------------------------------------------------------------- LightGBM
@@ -266,7 +284,9 @@ def _check_split(table: Table, split: dict) -> None:
             raise TrainerError(f"split has no {part}_days")
         missing = [d for d in days if d not in table.days]
         if missing:
-            raise TrainerError(f"split {part}_days {missing} are not in the table (it has {', '.join(table.days)})")
+            raise TrainerError(
+                f"split {part}_days {missing} are not in the table (it has {', '.join(table.days)})"
+            )
 
 
 def _existing(out_dir: Path | None) -> dict | None:
@@ -276,12 +296,19 @@ def _existing(out_dir: Path | None) -> dict | None:
     if (out_dir / "metrics.json").is_file():
         return json.loads((out_dir / "metrics.json").read_text())
     if out_dir.exists():
-        raise TrainerError(f"run directory {out_dir} exists without metrics.json; remove it or choose another")
+        raise TrainerError(
+            f"run directory {out_dir} exists without metrics.json; remove it or choose another"
+        )
     return None
 
 
 def fit_lightgbm(
-    table_dir, split: dict, seed: int, text: bool = False, out_dir=None, threads: int | None = None,
+    table_dir,
+    split: dict,
+    seed: int,
+    text: bool = False,
+    out_dir=None,
+    threads: int | None = None,
     params: dict | None = None,
 ) -> dict:
     """Train LightGBM on the split's training days, stop early on its validation days, score val / test.
@@ -309,28 +336,59 @@ def fit_lightgbm(
 
     def dataset(part: str, reference=None):
         x = _features(parts[part], slicer, fitted)
-        return lgb.Dataset(x, parts[part].label, feature_name=names, categorical_feature=[scene_col],
-                           reference=reference, free_raw_data=True)
+        return lgb.Dataset(
+            x,
+            parts[part].label,
+            feature_name=names,
+            categorical_feature=[scene_col],
+            reference=reference,
+            free_raw_data=True,
+        )
 
-    hp = {**LGB_PARAMS, "seed": seed, **({"num_threads": threads} if threads else {}), **(params or {})}
+    hp = {
+        **LGB_PARAMS,
+        "seed": seed,
+        **({"num_threads": threads} if threads else {}),
+        **(params or {}),
+    }
     dtrain = dataset("train")
     dval = dataset("val", reference=dtrain)
     booster = lgb.train(
-        hp, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dval], valid_names=["val"],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
+        hp,
+        dtrain,
+        num_boost_round=MAX_ROUNDS,
+        valid_sets=[dval],
+        valid_names=["val"],
+        callbacks=[
+            lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)
+        ],
     )
     best = booster.best_iteration or booster.current_iteration()
-    result = {"model": name, "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")}}
+    result = {
+        "model": name,
+        "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
+    }
     for part in ("val", "test"):
-        p = booster.predict(_features(parts[part], slicer, fitted), num_iteration=best).astype(np.float64)
+        p = booster.predict(_features(parts[part], slicer, fitted), num_iteration=best).astype(
+            np.float64
+        )
         result[part] = M.evaluate(slicer.arrays(parts[part]), p, slicer.scenes)
     config = {
-        "model": name, "table": str(Path(table_dir).resolve()), "split": result["split"], "seed": seed,
-        "threads": threads, "params": hp, "max_rounds": MAX_ROUNDS,
-        "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "best_iteration": best,
-        "best_val_auc": booster.best_score.get("val", {}).get("auc"), "features": names,
-        "scenes": slicer.scenes, "rows": {p: len(parts[p]) for p in PARTS},
-        "seconds": round(time.perf_counter() - t0, 1), "lightgbm": lgb.__version__,
+        "model": name,
+        "table": str(Path(table_dir).resolve()),
+        "split": result["split"],
+        "seed": seed,
+        "threads": threads,
+        "params": hp,
+        "max_rounds": MAX_ROUNDS,
+        "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
+        "best_iteration": best,
+        "best_val_auc": booster.best_score.get("val", {}).get("auc"),
+        "features": names,
+        "scenes": slicer.scenes,
+        "rows": {p: len(parts[p]) for p in PARTS},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "lightgbm": lgb.__version__,
     }
     if out_dir is not None:
         with atomic_path(out_dir, directory=True) as tmp:
@@ -384,9 +442,15 @@ def _normalise_keys(t: pa.Table) -> pa.Table:
         ts = ts.cast(pa.timestamp("ms"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise TrainerError(f"log_ts is not a timestamp ({ts.type}): {e}") from None
-    return t.set_column(t.schema.get_field_index("log_ts"), "log_ts", ts) \
-        .set_column(t.schema.get_field_index("user_id"), "user_id", t.column("user_id").cast(pa.string())) \
-        .set_column(t.schema.get_field_index("item_id"), "item_id", t.column("item_id").cast(pa.string()))
+    return (
+        t.set_column(t.schema.get_field_index("log_ts"), "log_ts", ts)
+        .set_column(
+            t.schema.get_field_index("user_id"), "user_id", t.column("user_id").cast(pa.string())
+        )
+        .set_column(
+            t.schema.get_field_index("item_id"), "item_id", t.column("item_id").cast(pa.string())
+        )
+    )
 
 
 def _truth_for(keys: pa.Table, truth_path: Path, days: list[str]) -> np.ndarray:
@@ -394,24 +458,35 @@ def _truth_for(keys: pa.Table, truth_path: Path, days: list[str]) -> np.ndarray:
     try:
         truth = pq.read_table(truth_path, columns=[*TRUTH_KEYS, "label", "p_click", "date"])
     except (OSError, pa.ArrowInvalid, KeyError) as e:
-        raise TrainerError(f"cannot read {truth_path} as the generator's truth.parquet: {e}") from None
+        raise TrainerError(
+            f"cannot read {truth_path} as the generator's truth.parquet: {e}"
+        ) from None
     day = truth.column("date").cast(pa.string())  # date32 -> 'YYYY-MM-DD'
     truth = _normalise_keys(truth.filter(pc.is_in(day, value_set=pa.array(days, pa.string()))))
     keys = _normalise_keys(keys).append_column("_row", pa.array(np.arange(keys.num_rows)))
-    truth = truth.select([*TRUTH_KEYS, "label", "p_click"]).rename_columns([*TRUTH_KEYS, "truth_label", "p_click"])
+    truth = truth.select([*TRUTH_KEYS, "label", "p_click"]).rename_columns(
+        [*TRUTH_KEYS, "truth_label", "p_click"]
+    )
     joined = keys.join(truth, list(TRUTH_KEYS), join_type="left outer").sort_by("_row")
     where = f"{truth_path} does not match the table on {', '.join(days)}"
     if joined.num_rows != keys.num_rows:
-        raise TrainerError(f"{where}: {joined.num_rows - keys.num_rows} row(s) match more than one truth row "
-                           "(truth must be unique on user_id, item_id, log_ts)")
+        raise TrainerError(
+            f"{where}: {joined.num_rows - keys.num_rows} row(s) match more than one truth row "
+            "(truth must be unique on user_id, item_id, log_ts)"
+        )
     p = joined.column("p_click")
     if p.null_count:
         first = joined.filter(pc.is_null(p)).slice(0, 1).to_pylist()[0]
-        raise TrainerError(f"{where}: {p.null_count} of {keys.num_rows} row(s) have no truth row, e.g. "
-                           f"user {first['user_id']} item {first['item_id']} at {first['log_ts']}")
+        raise TrainerError(
+            f"{where}: {p.null_count} of {keys.num_rows} row(s) have no truth row, e.g. "
+            f"user {first['user_id']} item {first['item_id']} at {first['log_ts']}"
+        )
     if truth.num_rows != keys.num_rows:
         raise TrainerError(f"{where}: {truth.num_rows} truth rows for {keys.num_rows} table rows")
-    label, truth_label = _numpy(joined.column("label"), -1, np.int64), _numpy(joined.column("truth_label"), -2, np.int64)
+    label, truth_label = (
+        _numpy(joined.column("label"), -1, np.int64),
+        _numpy(joined.column("truth_label"), -2, np.int64),
+    )
     if (label != truth_label).any():
         raise TrainerError(f"{where}: labels differ on {int((label != truth_label).sum())} row(s)")
     return _numpy(p, 0.0, np.float64)
@@ -422,71 +497,13 @@ def oracle_metrics(table_dir, split: dict, truth_path) -> dict:
     table = Table(table_dir)
     _check_split(table, split)
     slicer = Slicer.fit(read_part(table, split["train_days"], dense=False))
-    result = {"model": "oracle", "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")}}
+    result = {
+        "model": "oracle",
+        "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
+    }
     for part in ("val", "test"):
         days = split[f"{part}_days"]
         rows = read_part(table, days, dense=False)  # a clear error first if the days hold no rows
         p = _truth_for(_keys_table(table, days), Path(truth_path), days)
         result[part] = M.evaluate(slicer.arrays(rows), p, slicer.scenes)
     return result
-
-
-# ---------------------------------------------------------------------------- CLI (measurement)
-
-RUNGS = ("lightgbm", "lightgbm+text", "oracle")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .config import default_table_path
-
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.peers",
-        description="LightGBM peers and the oracle on the neural runs' default split (last day test, "
-                    "the day before validation); prints mean ± std of test AUC over seeds.",
-    )
-    p.add_argument("--table", default=str(default_table_path()), help="training_samples directory (default: %(default)s)")
-    p.add_argument("--rungs", nargs="+", choices=RUNGS, default=list(RUNGS), metavar="RUNG",
-                   help=f"of: {', '.join(RUNGS)} (default: all)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the LightGBM rungs (default %(default)s)")
-    p.add_argument("--threads", type=int, help="LightGBM threads (default: LightGBM's own choice)")
-    p.add_argument("--truth", help="truth.parquet for the oracle (default: found by find_truth)")
-    p.add_argument("--out", help="write each run under OUT/<rung>-seed<S>/ (finished runs are read back)")
-    p.add_argument("--val-days", type=int, default=1, help="validation days (default %(default)s)")
-    p.add_argument("--test-days", type=int, default=1, help="test days (default %(default)s)")
-    return p
-
-
-def main(argv=None) -> int:
-    from .ladder import markdown, summarise
-
-    args = build_parser().parse_args(argv)
-    try:
-        split = split_days(Table(args.table).days, args.val_days, args.test_days)
-        results = {}
-        for rung in args.rungs:
-            if rung == "oracle":
-                truth = find_truth(args.table, args.truth)
-                if truth is None:
-                    raise TrainerError("oracle: no truth.parquet found (pass --truth or set CTR_RAW_PATH)")
-                results[rung] = [oracle_metrics(args.table, split, truth)]
-                continue
-            results[rung] = []
-            for seed in range(args.seeds):
-                out = Path(args.out) / f"{rung}-seed{seed}" if args.out else None
-                t0 = time.perf_counter()
-                m = fit_lightgbm(args.table, split, seed, text=rung.endswith("+text"), out_dir=out, threads=args.threads)
-                print(f"{rung} seed {seed}: test AUC {M.fmt(m['test']['auc'])} "
-                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-                results[rung].append(m)
-    except TrainerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    first = next(iter(results.values()))[0]["test"]
-    sizes = {"auc": first["n"], **{f"{s} {b}": first["cold_start"][s][b]["n"]
-                                   for s in ("user", "item") for b in COLD_BUCKETS}}
-    print(markdown(summarise(results), sizes, list(range(args.seeds)), args.table), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
