@@ -152,8 +152,8 @@ def add_ladder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="ladder directory (default: runs/ladder-<timestamp>)")
     p.add_argument("--rungs", nargs="+", choices=list(RUNGS), default=list(RUNGS), metavar="RUNG",
                    help=f"subset of rungs to run, of: {', '.join(RUNGS)} (default: all)")
-    p.add_argument("--truth", help="the generator's truth.parquet, for the oracle row "
-                   "(default: $CTR_RAW_PATH/truth.parquet when it is there)")
+    p.add_argument("--truth", help="the generator's truth.parquet, for the oracle row (default: "
+                   "$CTR_RAW_PATH/truth.parquet, else raw/truth.parquet beside the warehouse, when there)")
     # Passed through to every fit when given; FitConfig's own defaults otherwise.
     p.add_argument("--epochs", type=positive, help="maximum epochs per run (default: fit's)")
     p.add_argument("--batch-size", type=positive, help="training batch size (default: fit's)")
