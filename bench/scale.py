@@ -22,7 +22,8 @@ For each size N, every step a child process of its own:
 Reported per step: wall time; peak RSS as getrusage reports it for the child (its largest
 process: the trainer, or one torchrun rank) and the sampled peak of the sum over the child's
 process tree (dbt with its JVM, all torchrun ranks); for fits, seconds per training epoch and
-samples/s from the run's history.json, and the test AUC. Then the ratios the scaling claims rest
+samples/s from the run's history.json, and the test AUC; `load`, the mean 1-minute load average
+while the step ran. Then the ratios the scaling claims rest
 on: peak RSS of `fit fusion` at the largest size over the smallest (should stay near 1, memory
 growing with unique texts, never with rows) and the torchrun speed-up.
 
@@ -42,6 +43,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -89,6 +91,7 @@ class Measured:
     rss_mb: float  # ru_maxrss of the child: its largest process
     tree_rss_mb: float  # sampled peak of the sum over its process tree
     rc: int
+    load: float  # mean 1-minute load average while it ran: the machine is shared
 
 
 def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None,
@@ -98,9 +101,10 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path |
         out.write("$ " + " ".join(map(str, cmd)) + "\n")
         out.flush()
         t0 = time.perf_counter()
+        # its own process group, so that an interrupted step takes its JVM or ranks down with it
         proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, cwd=cwd)
-        peak = 0
+                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        peak, load = 0, []
         try:
             while True:
                 # wait4, not getrusage(RUSAGE_CHILDREN): that is a maximum over every child so far
@@ -108,13 +112,15 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path |
                 if pid:
                     break
                 peak = max(peak, _tree_rss(proc.pid))
+                load.append(os.getloadavg()[0])
                 time.sleep(interval)
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
-    return Measured(time.perf_counter() - t0, usage.ru_maxrss / 1024, peak / 2**20, proc.returncode)
+    return Measured(time.perf_counter() - t0, usage.ru_maxrss / 1024, peak / 2**20, proc.returncode,
+                    sum(load) / len(load) if load else os.getloadavg()[0])
 
 
 # ---------------------------------------------------------------------------- the steps
@@ -124,14 +130,22 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path |
 class Result:
     rows: int
     step: str
+    population: str = "default"  # the generator's id population: "default" or "u<users>-i<items>"
     wall_s: float | None = None
     rss_mb: float | None = None
     tree_rss_mb: float | None = None
     epoch_s: float | None = None
     samples_per_s: float | None = None
     test_auc: float | None = None
+    load: float | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: int, step: str, m: Measured | None = None, **kw) -> Result:
+        if m is None:
+            return cls(rows, step, **kw)
+        return cls(rows, step, wall_s=m.wall_s, rss_mb=m.rss_mb, tree_rss_mb=m.tree_rss_mb, load=m.load, **kw)
 
 
 class Failed(Exception):
@@ -150,13 +164,16 @@ class Size:
 
     def __init__(self, a, rows: int):
         self.a, self.rows = a, rows
-        pop = f"-u{a.users}" if a.users else ""
-        pop += f"-i{a.items}" if a.items else ""
-        self.dir = Path(a.data_dir) / f"{rows}{pop}"
+        pop = "-".join([f"u{a.users}"] * bool(a.users) + [f"i{a.items}"] * bool(a.items))
+        self.population = pop or "default"
+        self.dir = Path(a.data_dir) / (f"{rows}-{pop}" if pop else str(rows))
         self.raw = Path(a.raw) if a.raw else self.dir / "raw"
         self.warehouse = Path(a.warehouse) if a.warehouse else self.dir / "warehouse"
         self.table = self.warehouse / "m2ctr.db" / "training_samples"
         self.logs = self.dir / "logs"
+
+    def result(self, step: str, m: Measured | None = None, **kw) -> Result:
+        return Result.of(self.rows, step, m, population=self.population, **kw)
 
     def log(self, step: str) -> Path:
         return self.logs / f"{step}-{datetime.now():%Y%m%d-%H%M%S}.log"
@@ -176,7 +193,7 @@ class Size:
 
     def generate(self) -> Result:
         if self.generated():
-            return Result(self.rows, "generate", note=f"reused {self.raw}")
+            return self.result("generate", note=f"reused {self.raw}")
         if self.a.raw:
             raise Failed(f"--raw {self.raw}: no manifest.json from the generator with "
                          f"{self.generator_args()}")
@@ -187,7 +204,7 @@ class Size:
         log = self.log("generate")
         m = checked(run_measured(cmd, log, cwd=ROOT), log, "generate")
         size = sum(p.stat().st_size for p in self.raw.glob("*.csv"))
-        return Result(self.rows, "generate", m.wall_s, m.rss_mb, m.tree_rss_mb, note=f"{size / 2**30:.2f} GiB CSV")
+        return self.result("generate", m, note=f"{size / 2**30:.2f} GiB CSV")
 
     # -- build
 
@@ -206,8 +223,7 @@ class Size:
         log = self.log("build")
         m = checked(run_measured(cmd, log, env=env, cwd=Path(self.a.project_dir)), log, "dbt build")
         rows = table_rows(self.table)
-        return Result(self.rows, "build", m.wall_s, m.rss_mb, m.tree_rss_mb,
-                      note=f"{rows:,} training rows", extra={"training_rows": rows})
+        return self.result("build", m, note=f"{rows:,} training rows", extra={"training_rows": rows})
 
     # -- texts and encode
 
@@ -221,9 +237,8 @@ class Size:
         cmd = [sys.executable, Path(__file__).resolve(), "count-texts", self.table]
         m = checked(run_measured(cmd, log, cwd=ROOT), log, "count-texts")
         counts = last_json(log)
-        return Result(self.rows, "texts", m.wall_s, m.rss_mb, m.tree_rss_mb,
-                      note=f"{counts['user']:,} user + {counts['item']:,} item texts "
-                           f"({counts['distinct']:,} distinct non-empty)", extra=counts)
+        note = f"{counts['user']:,} user + {counts['item']:,} item texts ({counts['distinct']:,} distinct non-empty)"
+        return self.result("texts", m, note=note, extra=counts)
 
     def encode(self) -> list[Result]:
         self.need_table()
@@ -239,8 +254,8 @@ class Size:
             note = (f"{r['unique']['user']:,} user + {r['unique']['item']:,} item texts; "
                     f"{r['n_encoded']:,} encoded, {hits:,} read from the cache; "
                     f"text side {r['text_side_s']:.1f} s")
-            out.append(Result(self.rows, "encode" if r["n_encoded"] else "encode (cached)",
-                              m.wall_s, m.rss_mb, m.tree_rss_mb, note=note, extra=r))
+            out.append(self.result("encode" if r["n_encoded"] else "encode (cached)", m,
+                                 note=note, extra=r))
             if not r["n_encoded"]:
                 break
         if len(out) == 2:  # the second run's text side is the reading alone: the rest is encoding
@@ -274,10 +289,9 @@ class Size:
         note = f"{len(history)} epoch(s) of {train_rows:,} rows"
         if step == "torchrun":
             note += f"; {a.nproc} x {max(1, a.threads // a.nproc)} threads"
-        return Result(self.rows, step, m.wall_s, m.rss_mb, m.tree_rss_mb,
-                      epoch_s=sum(train_rows / r for r in rates) / len(rates),
-                      samples_per_s=sum(rates) / len(rates), test_auc=metrics["test"]["auc"],
-                      note=note, extra={"run": str(run), "history": history})
+        return self.result(step, m, epoch_s=sum(train_rows / r for r in rates) / len(rates),
+                         samples_per_s=sum(rates) / len(rates), test_auc=metrics["test"]["auc"],
+                         note=note, extra={"run": str(run), "history": history})
 
 
 def table_rows(path: Path) -> int:
@@ -367,45 +381,66 @@ HELPERS = {"count-texts": count_texts, "encode-texts": encode_texts}
 
 
 def fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    width = len(format(0.0, spec)) if spec[:1].isdigit() else 0
+    return "-".rjust(width) if v is None else format(v, spec)
 
 
 def print_table(results: list[Result]) -> None:
-    head = (f"{'rows':>11}  {'step':<16} {'wall s':>8} {'RSS MB':>8} {'tree MB':>8} {'epoch s':>8} "
-            f"{'samples/s':>10} {'test AUC':>8}  note")
+    head = (f"{'rows':>11} {'population':<12} {'step':<16} {'wall s':>8} {'RSS MB':>8} {'tree MB':>8} {'epoch s':>8} "
+            f"{'samples/s':>10} {'test AUC':>8} {'load':>5}  note")
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r.rows:>11,}  {r.step:<16} {fmt(r.wall_s, '8.1f')} {fmt(r.rss_mb, '8.0f')} "
+        print(f"{r.rows:>11,} {r.population:<12} {r.step:<16} {fmt(r.wall_s, '8.1f')} {fmt(r.rss_mb, '8.0f')} "
               f"{fmt(r.tree_rss_mb, '8.0f')} {fmt(r.epoch_s, '8.1f')} {fmt(r.samples_per_s, '10,.0f')} "
-              f"{fmt(r.test_auc, '8.4f')}  {r.note}")
+              f"{fmt(r.test_auc, '8.4f')} {fmt(r.load, '5.1f')}  {r.note}")
 
 
-def print_ratios(results: list[Result], a) -> None:
-    def of(step):
-        return sorted((r for r in results if r.step == step and r.rss_mb), key=lambda r: r.rows)
+def print_ratios(results: list[Result], nproc: int) -> None:
+    for pop in dict.fromkeys(r.population for r in results):
+        def of(step, pop=pop):
+            return sorted((r for r in results if r.step == step and r.population == pop and r.rss_mb),
+                          key=lambda r: r.rows)
 
-    fusion = of("fusion")
-    if len(fusion) >= 2:
-        lo, hi = fusion[0], fusion[-1]
-        ratio = hi.rss_mb / lo.rss_mb
-        print(f"fit fusion peak RSS: {hi.rows / lo.rows:.1f}x rows -> {ratio:.2f}x "
-              f"({lo.rss_mb:,.0f} MB at {lo.rows:,} rows, {hi.rss_mb:,.0f} MB at {hi.rows:,}); "
-              f"target <= 1.30x: {'met' if ratio <= 1.3 else 'NOT met'}")
-    tokens = of("tokens")
-    if len(tokens) >= 2:
-        print(f"fit mmoe --tokens peak RSS: {tokens[-1].rows / tokens[0].rows:.1f}x rows -> "
-              f"{tokens[-1].rss_mb / tokens[0].rss_mb:.2f}x")
-    for one in tokens:
-        ddp = [r for r in of("torchrun") if r.rows == one.rows]
-        if ddp and one.samples_per_s and ddp[0].samples_per_s:
-            print(f"torchrun at {one.rows:,} rows: {a.nproc} processes {ddp[0].samples_per_s:,.0f} samples/s vs "
-                  f"1 process {one.samples_per_s:,.0f} ({ddp[0].samples_per_s / one.samples_per_s:.2f}x)")
+        where = "generator's default population" if pop == "default" else f"fixed population {pop}"
+        fusion, tokens = of("fusion"), of("tokens")
+        if len(fusion) >= 2:
+            lo, hi = fusion[0], fusion[-1]
+            ratio = hi.rss_mb / lo.rss_mb
+            print(f"fit fusion peak RSS ({where}): {hi.rows / lo.rows:.1f}x rows -> {ratio:.2f}x "
+                  f"({lo.rss_mb:,.0f} MB at {lo.rows:,} rows, {hi.rss_mb:,.0f} MB at {hi.rows:,}); "
+                  f"target <= 1.30x: {'met' if ratio <= 1.3 else 'NOT met'}")
+        if len(tokens) >= 2:
+            print(f"fit mmoe --tokens peak RSS ({where}): {tokens[-1].rows / tokens[0].rows:.1f}x rows -> "
+                  f"{tokens[-1].rss_mb / tokens[0].rss_mb:.2f}x ({tokens[0].rss_mb:,.0f} -> {tokens[-1].rss_mb:,.0f} MB)")
+        for one in tokens:
+            ddp = [r for r in of("torchrun") if r.rows == one.rows]
+            if ddp and one.samples_per_s and ddp[0].samples_per_s:
+                print(f"torchrun at {one.rows:,} rows ({where}): {nproc} processes {ddp[0].samples_per_s:,.0f} "
+                      f"samples/s vs 1 process {one.samples_per_s:,.0f} "
+                      f"({ddp[0].samples_per_s / one.samples_per_s:.2f}x)")
     rates = [r.extra["texts_per_s"] for r in results if "texts_per_s" in r.extra]
     for t in (r for r in results if r.step == "texts") if rates else ():
         # two frozen encoders (text vector and fallback sentence vector) read every distinct text
-        print(f"encoding the {t.extra['distinct']:,} distinct texts of {t.rows:,} rows into an empty "
-              f"cache: about {2 * t.extra['distinct'] / rates[0] / 3600:.1f} h at {rates[0]:,.1f} texts/s")
+        print(f"encoding the {t.extra['distinct']:,} distinct texts of {t.rows:,} rows ({t.population}) into "
+              f"an empty cache: about {2 * t.extra['distinct'] / rates[0] / 3600:.1f} h at {rates[0]:,.1f} texts/s")
+
+
+def summary(path: Path, nproc: int) -> int:
+    """The table and ratios of everything in results.jsonl: per size, population and step, the latest."""
+    if not path.is_file():
+        print(f"error: no results yet at {path}", file=sys.stderr)
+        return 1
+    latest: dict = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        r.pop("at", None)
+        latest[(r["rows"], r.get("population", "default"), r["step"])] = Result(**r)
+    results = sorted(latest.values(), key=lambda r: (r.population, r.rows, STEPS.index(r.step.split()[0])))
+    print_table(results)
+    print()
+    print_ratios(results, nproc)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1024,
                    help="training batch; torchrun ranks take batch/nproc each (default %(default)s)")
     p.add_argument("--nproc", type=int, default=2, help="torchrun processes (default %(default)s)")
+    p.add_argument("--summary", action="store_true",
+                   help="run nothing: print the table of DATA/results.jsonl (latest result per size and step)")
     return p
 
 
@@ -442,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in HELPERS:
         return HELPERS[argv[0]](argv[1:])
     a = build_parser().parse_args(argv)
+    if a.summary:
+        return summary(Path(a.data_dir) / "results.jsonl", a.nproc)
     if (a.raw or a.warehouse) and len(a.rows) != 1:
         print("error: --raw and --warehouse name one size's data; give one --rows", file=sys.stderr)
         return 2
@@ -472,11 +511,12 @@ def main(argv: list[str] | None = None) -> int:
                     sink.write(json.dumps({"at": datetime.now().isoformat(timespec="seconds"), **asdict(r)}) + "\n")
                     sink.flush()
                     print(f"    {r.step}: {fmt(r.wall_s, '.1f')} s, peak RSS {fmt(r.rss_mb, ',.0f')} MB "
-                          f"(tree {fmt(r.tree_rss_mb, ',.0f')} MB)  {r.note}", file=sys.stderr, flush=True)
+                          f"(tree {fmt(r.tree_rss_mb, ',.0f')} MB), load {fmt(r.load, '.1f')}  {r.note}",
+                          file=sys.stderr, flush=True)
     print()
     print_table(results)
     print()
-    print_ratios(results, a)
+    print_ratios(results, a.nproc)
     return 1 if failed else 0
 
 
