@@ -118,10 +118,12 @@ def start_service(run: Path, warehouse: Path, schema: str, threads: int, candida
     env.pop("M2CTR_SERVE_TOKEN", None)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
+    said = []
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
+        said = [*said[-20:], line]
         if not line and proc.poll() is not None:
-            raise SystemExit(f"error: the service exited with {proc.returncode}")
+            raise SystemExit(f"error: the service exited with {proc.returncode}:\n{''.join(said)}")
         if line.startswith("serving "):
             host, port = line.split("http://")[1].split()[0].rsplit(":", 1)
             return proc, host, int(port)

@@ -214,10 +214,23 @@ def test_malformed_bodies_get_a_clear_422(served, url, mutate, field, words):
     assert "Traceback" not in json.dumps(answer)
 
 
-def test_body_that_is_not_json_gets_a_422(url):
+def test_body_that_is_not_json_or_not_an_object_gets_a_422(url):
     status, answer = http(f"{url}/score", raw=b'{"user": ')
     assert status == 422 and answer["errors"][0]["field"] == "body"
     assert "not valid JSON" in answer["detail"]
+    status, answer = http(f"{url}/score", raw=b"[1, 2]")
+    assert status == 422 and answer["detail"] == "invalid request: body: should be a JSON object"
+
+
+def test_openapi_documents_the_request_body(url):
+    status, doc = http(f"{url}/openapi.json")
+    assert status == 200
+    body = doc["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert request["properties"]["items"]["maxItems"] == 50
+    item = doc["components"]["schemas"]["Item"]
+    assert set(item["required"]) == {"item_id", "scene", *ITEM_TEXT_COLUMNS}
+    assert set(DEEP_FEATURES) <= set(item["properties"])
 
 
 def test_bearer_token_and_body_limit(served, secured_url):
@@ -340,7 +353,7 @@ def test_no_skew_snapshot_of_days_before_scores_like_predict_on_the_full_build(d
     got, expected, cold_users = [], [], 0
     with running(create_app(scorer)) as url:
         for (user_id, *texts), user_records in by_user.items():
-            cold_users += scorer.snapshot.user.index.get_indexer([user_id])[0] < 0
+            cold_users += scorer.snapshot.user.code([user_id])[0] < 0
             body = {"user": {"user_id": user_id, **dict(zip(USER_TEXT_COLUMNS, texts))},
                     "items": [{"item_id": r["item_id"], "scene": int(r["scene"]),
                                **{c: r[c] for c in ITEM_TEXT_COLUMNS},

@@ -14,7 +14,9 @@ import json
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from .payload import ScoreResponse, score_request
@@ -37,7 +39,7 @@ def describe(errors: list[dict], max_candidates: int) -> list[dict]:
             msg = f"at most {max_candidates} candidates per request"
         elif e.get("type") == "json_invalid":
             where, msg = "body", f"not valid JSON ({e.get('ctx', {}).get('error', 'decode error')})"
-        elif e.get("type") == "model_attributes_type" or e.get("type") == "dict_type":
+        elif e.get("type") in ("model_type", "model_attributes_type", "dict_type"):
             msg = "should be a JSON object"
         out.append({"field": where, "message": msg})
     return out
@@ -119,10 +121,21 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
         # Logged with its traceback by uvicorn; the client gets one line.
         return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:300])
 
-    @app.post("/score", response_model=ScoreResponse)
-    def score(body: ScoreRequest):  # a plain def: FastAPI runs it in a worker thread
-        return {"scores": scorer.score(body.user, body.items), "model": scorer.model_name,
-                "features_as_of": scorer.snapshot.as_of}
+    def score_body(body: bytes) -> bytes:
+        try:
+            req = ScoreRequest.model_validate_json(body)
+        except ValidationError as e:
+            raise RequestValidationError(e.errors(include_input=False)) from None
+        scores = scorer.score(req.user, req.items)
+        return json.dumps({"scores": scores, "model": scorer.model_name,
+                           "features_as_of": scorer.snapshot.as_of}).encode()
+
+    @app.post("/score", response_model=ScoreResponse, openapi_extra=request_body_doc(ScoreRequest))
+    async def score(request: Request):
+        # pydantic-core parses and validates the JSON in one pass (a body parameter would have it
+        # parsed twice); the work runs in a worker thread, so /health answers during a long encoding
+        content = await run_in_threadpool(score_body, await request.body())
+        return Response(content, media_type="application/json")
 
     @app.get("/health")
     def health():
@@ -146,4 +159,27 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
         return meta
 
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
+    add_schemas(app, ScoreRequest)
     return app
+
+
+def request_body_doc(model) -> dict:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def add_schemas(app: FastAPI, model) -> None:
+    """Put `model` and its parts into the OpenAPI components (the route reads the raw body, so
+    FastAPI does not know them)."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            doc = build()
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            parts = doc.setdefault("components", {}).setdefault("schemas", {})
+            parts.update(schema.pop("$defs", {}))
+            parts[model.__name__] = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

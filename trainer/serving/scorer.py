@@ -9,6 +9,7 @@ and a table row with the same raw fields and the same history get the same proba
 
 from __future__ import annotations
 
+import operator
 import threading
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from m2ctr.schema import (
 
 from ..train import Run, load_run, score
 from .snapshot import Snapshot
+
+ITEM_FIELDS = ("item_id", "scene", *ITEM_TEXT_COLUMNS, *DEEP_FEATURES)
+_item_fields = operator.attrgetter(*ITEM_FIELDS)
 
 
 class ScoringError(ValueError):
@@ -50,12 +54,13 @@ class Scorer:
     def batch(self, user, items) -> pa.RecordBatch:
         """The training_samples row of each (user, item) pair, as of the snapshot's date."""
         n = len(items)
-        item_ids = np.array([it.item_id for it in items], dtype=object)
-        scenes = np.array([it.scene for it in items], dtype=np.int64)
-        unknown = sorted(set(scenes.tolist()) - self.scenes)
+        fields = dict(zip(ITEM_FIELDS, zip(*map(_item_fields, items))))  # one tuple per field
+        scenes = np.array(fields["scene"], dtype=np.int64)
+        unknown = sorted(set(fields["scene"]) - self.scenes)
         if unknown:
             raise ScoringError(f"scene(s) {unknown} never appear on the training days of this run "
                                f"(it scores scenes {sorted(self.scenes)})")
+        item_ids = np.array(fields["item_id"], dtype=object)
         values: dict[str, object] = self.snapshot.history(user.user_id, item_ids, scenes)
         values.update({
             "impression_id": pa.array([""] * n, pa.string()),  # not a model input
@@ -64,12 +69,11 @@ class Scorer:
             "item_id": pa.array(item_ids, pa.string()),
             "scene": scenes.astype(np.int32),
         })
-        for c in DEEP_FEATURES:  # absent or null is 0.0, as staging makes an empty field
-            values[c] = np.array([0.0 if (v := getattr(it, c)) is None else v for it in items], dtype=np.float64)
-        for c in USER_TEXT_COLUMNS:
-            values[c] = pa.array([getattr(user, c)] * n, pa.string())
-        for c in ITEM_TEXT_COLUMNS:
-            values[c] = pa.array([getattr(it, c) for it in items], pa.string())
+        deep = np.array([fields[c] for c in DEEP_FEATURES], dtype=np.float64)  # None -> NaN
+        deep[np.isnan(deep)] = 0.0  # absent or null is 0.0, as staging makes an empty field
+        values.update(zip(DEEP_FEATURES, deep))  # (the request model admits no NaN of its own)
+        values.update({c: pa.array([getattr(user, c)] * n, pa.string()) for c in USER_TEXT_COLUMNS})
+        values.update({c: pa.array(fields[c], pa.string()) for c in ITEM_TEXT_COLUMNS})
         return pa.RecordBatch.from_arrays([pa.array(values[c]) for c in self.columns], names=self.columns)
 
     def score(self, user, items) -> list[float]:

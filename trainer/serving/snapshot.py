@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -64,9 +63,11 @@ def _values(table: pa.Table, columns) -> dict[str, np.ndarray]:
 @dataclass
 class EntityFeatures:
     """One side (user or item) per (id, scene): `values[c]` is [n_ids, n_scenes] where the column
-    depends on the scene (the smoothed CTRs) and [n_ids] where it does not; `cold[c]` [n_scenes]."""
+    depends on the scene (the smoothed CTRs) and [n_ids] where it does not; `cold[c]` [n_scenes].
+    `codes` maps an id to its row (a dict: a request looks up ~100 ids, where pandas' per-call
+    overhead would dominate)."""
 
-    index: pd.Index
+    codes: dict[str, int]
     values: dict[str, np.ndarray]
     cold: dict[str, np.ndarray]
 
@@ -85,26 +86,23 @@ class EntityFeatures:
         scenes = known.column("scene").to_numpy()
         if not rest:
             ids, scenes = ids.reshape(n, n_scenes), scenes.reshape(n, n_scenes)
-        if (rest or (ids != ids[:, :1]).any() or (scenes != np.asarray(SCENES)).any()
-                or not pd.Index(ids[:, 0]).is_unique):
+        codes = {} if rest else dict(zip(ids[:, 0].tolist(), range(n)))
+        if rest or len(codes) != n or (ids != ids[:, :1]).any() or (scenes != np.asarray(SCENES)).any():
             raise TrainerError(f"snapshot table {path} should hold exactly one row per {key} and scene")
         values = {}
         for c, v in _values(known, columns).items():
             v = v.reshape(n, n_scenes)
             values[c] = v if (v != v[:, :1]).any() else np.ascontiguousarray(v[:, 0])
-        return cls(pd.Index(ids[:, 0], dtype=object), values, _values(cold, columns))
+        return cls(codes, values, _values(cold, columns))
 
-    def lookup(self, ids: np.ndarray, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
-        """Each row's values: of its id and scene, or the no-history values of its scene."""
-        return self.take(self.index.get_indexer(ids), scene_pos)
-
-    def lookup_one(self, ident: str, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
-        """The values of one id (the request's user) in each row's scene."""
-        at = self.index.get_indexer([ident])[0]
-        return self.take(np.full(len(scene_pos), at), scene_pos)
+    def code(self, ids) -> np.ndarray:
+        """Each id's row, -1 for an id without history."""
+        get = self.codes.get
+        return np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
 
     def take(self, at: np.ndarray, scene_pos: np.ndarray) -> dict[str, np.ndarray]:
-        if not len(self.index):  # nobody has history yet (a warehouse of one day)
+        """The values of rows `at` in scenes `scene_pos`; the no-history values where `at` is -1."""
+        if not self.codes:  # nobody has history yet (a warehouse of one day)
             return {c: v[scene_pos] for c, v in self.cold.items()}
         unknown = at < 0
         out = {}
@@ -116,49 +114,51 @@ class EntityFeatures:
         return out
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.codes)
 
 
 @dataclass
 class PairFeatures:
-    """User-item pairs grouped by user (a request has one user): the user's rows are
-    `starts[u]:starts[u + 1]`, their item ids `items` in that range."""
+    """User-item pairs keyed by `user row * n_items + item row` in the entity tables (a pair with
+    history has a user and an item with history), sorted: 8 bytes a pair, looked up by bisection."""
 
-    users: pd.Index
-    starts: np.ndarray
-    items: np.ndarray
+    keys: np.ndarray
+    n_items: int
     values: dict[str, np.ndarray]
     cold: dict[str, np.ndarray]
 
     @classmethod
-    def from_table(cls, table: pa.Table, columns, path: Path) -> PairFeatures:
+    def from_table(cls, table: pa.Table, columns, path: Path, users: EntityFeatures,
+                   items: EntityFeatures) -> PairFeatures:
         null = pc.or_(table.column("user_id").is_null(), table.column("item_id").is_null())
         cold, known = table.filter(null), table.filter(pc.invert(null))
         if len(cold) != 1:
             raise TrainerError(f"snapshot table {path} should hold one row with a null user_id and item_id "
                                f"(the no-history values), holds {len(cold)}")
-        known = known.sort_by([("user_id", "ascending"), ("item_id", "ascending")])
-        user = known.column("user_id").to_numpy(zero_copy_only=False)
-        item = known.column("item_id").to_numpy(zero_copy_only=False)
-        first = np.r_[True, user[1:] != user[:-1]] if len(user) else np.zeros(0, bool)
-        if len(user) and not (np.r_[True, item[1:] != item[:-1]] | first).all():
+        u = users.code(known.column("user_id").to_pylist())
+        i = items.code(known.column("item_id").to_pylist())
+        if (u < 0).any() or (i < 0).any():
+            raise TrainerError(f"snapshot table {path} holds pairs of users or items without history in the "
+                               "user and item snapshots (tables of different builds? run `make features`)")
+        key = u * len(items) + i
+        order = np.argsort(key, kind="stable")
+        keys = key[order]
+        if (keys[1:] == keys[:-1]).any():
             raise TrainerError(f"snapshot table {path} should hold exactly one row per user_id and item_id")
-        starts = np.r_[np.flatnonzero(first), len(user)]
-        return cls(pd.Index(user[first], dtype=object), starts, item, _values(known, columns),
+        return cls(keys, len(items), {c: v[order] for c, v in _values(known, columns).items()},
                    {c: v[0] for c, v in _values(cold, columns).items()})
 
-    def lookup(self, user_id: str, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """The values of each pair (user_id, item_ids[k]), or the no-history values."""
-        u = self.users.get_indexer([user_id])[0]
-        if u < 0:
-            return {c: np.full(len(item_ids), v) for c, v in self.cold.items()}
-        lo, hi = self.starts[u], self.starts[u + 1]
-        found = pd.Index(self.items[lo:hi], dtype=object).get_indexer(item_ids)
-        unknown, at = found < 0, lo + np.maximum(found, 0)
+    def take(self, user: int, items: np.ndarray) -> dict[str, np.ndarray]:
+        """The values of the pairs (user row, item rows), or the no-history values."""
+        if user < 0 or not len(self.keys):
+            return {c: np.full(len(items), v) for c, v in self.cold.items()}
+        key = user * self.n_items + items
+        at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        unknown = (items < 0) | (self.keys[at] != key)
         return {c: np.where(unknown, self.cold[c], v[at]) for c, v in self.values.items()}
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.keys)
 
 
 class Snapshot:
@@ -179,7 +179,7 @@ class Snapshot:
         (user, (_, u_cols)), (item, (_, i_cols)), (pair, (_, p_cols)) = SNAPSHOT_MODELS.items()
         self.user = EntityFeatures.from_table(tables[user], "user_id", u_cols, self.path / user)
         self.item = EntityFeatures.from_table(tables[item], "item_id", i_cols, self.path / item)
-        self.pair = PairFeatures.from_table(tables[pair], p_cols, self.path / pair)
+        self.pair = PairFeatures.from_table(tables[pair], p_cols, self.path / pair, self.user, self.item)
         self.scene_pos = np.full(max(SCENES) + 1, -1)  # scene -> its position in SCENES
         self.scene_pos[list(SCENES)] = np.arange(len(SCENES))
 
@@ -187,8 +187,10 @@ class Snapshot:
         """Every history feature of the rows (user_id, item_ids[k], scenes[k]), as training_samples
         would give them on `as_of`."""
         pos = self.scene_pos[scenes]  # the request model admits SCENES only
-        return {**self.user.lookup_one(user_id, pos), **self.item.lookup(item_ids, pos),
-                **self.pair.lookup(user_id, item_ids)}
+        user = self.user.code([user_id])[0]
+        items = self.item.code(item_ids)
+        return {**self.user.take(np.full(len(items), user), pos), **self.item.take(items, pos),
+                **self.pair.take(user, items)}
 
     def sizes(self) -> dict[str, int]:
         return {"users": len(self.user), "items": len(self.item), "pairs": len(self.pair)}
