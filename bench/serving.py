@@ -14,9 +14,11 @@ requests:
          run nor the disk cache: each request encodes 1 + N texts with the text encoder (and the
          fallback sentence encoder) on the service's CPU
 
-Then, in this process, the same warm bodies through the service's steps one by one (JSON parsing
-and validation, the training_samples-shaped batch from the snapshot, the run's Features, the model),
-so the table says what bounds a request.
+Latency is wall time at the client; "service CPU ms" is the CPU time the service process used per
+request (from /proc), which a busy machine does not inflate the way it inflates latency. Then, in
+this process, the same warm bodies through the service's steps one by one (JSON parsing and
+validation, the training_samples-shaped batch from the snapshot, the run's Features, the model),
+wall and CPU time, so the table says what bounds a request.
 
 Without --run it makes its own: a synthetic.sample_table table (--rows-per-day x 6 days), a 1-epoch
 fusion run on it, and a snapshot as of its last day (trainer.serving.sample_snapshot). Request
@@ -131,40 +133,56 @@ def start_service(run: Path, warehouse: Path, schema: str, threads: int, candida
     raise SystemExit("error: the service did not start within 600 s")
 
 
-def summarise(name: str, seconds: list[float], candidates: int, wall: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(client: Client, pid: int, requests: list[bytes]) -> tuple[list[float], float, float]:
+    """Latency of each request, wall seconds of all, and the CPU seconds the service spent on them."""
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    times = [client.post(b)[0] for b in requests]
+    return times, time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+
+
+def summarise(name: str, seconds: list[float], candidates: int, wall: float, cpu: float) -> dict:
     ms = np.asarray(seconds) * 1000
     return {"case": name, "requests": len(ms), "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+            "service_cpu_ms": cpu * 1000 / len(ms),
             "req_per_s": len(ms) / wall, "candidates_per_s": len(ms) * candidates / wall}
 
 
 def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[bytes], candidates: int,
               repeats: int) -> dict:
-    """Median milliseconds of each step of a warm request, in this process."""
+    """Median wall and CPU (this thread) milliseconds of each step of a warm request, in this process."""
     from trainer.serving import load_scorer
     from trainer.serving.payload import score_request
     from trainer.train import score
 
     scorer = load_scorer(run, warehouse, schema=schema, threads=threads)
     request = score_request(max(candidates, 1000))
-    steps = {"parse + validate": [], "batch from snapshot": [], "Features (prep + text)": [], "model": []}
+    names = ("parse + validate", "batch from snapshot", "Features (prep + text)", "model")
+    wall, cpu = {k: [] for k in names}, {k: [] for k in names}
     for b in warm:  # the texts enter this process's tables
         req = request.model_validate_json(b)
         scorer.score(req.user, req.items)
     for _ in range(repeats):
         for b in warm:
-            t0 = time.perf_counter()
+            marks = [(time.perf_counter(), time.thread_time())]
             req = request.model_validate_json(b)
-            t1 = time.perf_counter()
+            marks.append((time.perf_counter(), time.thread_time()))
             batch = scorer.batch(req.user, req.items)
-            t2 = time.perf_counter()
+            marks.append((time.perf_counter(), time.thread_time()))
             arrays = scorer.run.features(batch)
-            t3 = time.perf_counter()
+            marks.append((time.perf_counter(), time.thread_time()))
             score(scorer.run.model, [arrays], scorer.run.features, scorer.run.device)
-            t4 = time.perf_counter()
-            for k, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                steps[k].append(dt * 1000)
-    return {k: float(np.median(v)) for k, v in steps.items()}
+            marks.append((time.perf_counter(), time.thread_time()))
+            for k, (w0, c0), (w1, c1) in zip(names, marks, marks[1:]):
+                wall[k].append((w1 - w0) * 1000)
+                cpu[k].append((c1 - c0) * 1000)
+    return {k: {"wall_ms": float(np.median(wall[k])), "cpu_ms": float(np.median(cpu[k]))} for k in names}
 
 
 def main() -> None:
@@ -205,13 +223,11 @@ def main() -> None:
         client = Client(host, port)
         for b in warm:  # untimed: the warm bodies' texts enter the service's tables
             client.post(b)
-        t0 = time.perf_counter()
-        times = [client.post(warm[k % len(warm)])[0] for k in range(args.requests)]
-        results.append(summarise("warm", times, args.candidates, time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        times = [client.post(b)[0] for b in cold]
-        if times:
-            results.append(summarise("cold", times, args.candidates, time.perf_counter() - t0))
+        times, wall, cpu = timed(client, proc.pid, [warm[k % len(warm)] for k in range(args.requests)])
+        results.append(summarise("warm", times, args.candidates, wall, cpu))
+        if cold:
+            times, wall, cpu = timed(client, proc.pid, cold)
+            results.append(summarise("cold", times, args.candidates, wall, cpu))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -220,14 +236,19 @@ def main() -> None:
 
     print(f"\n1 user x {args.candidates} candidates, service on 1 process with {args.threads} torch thread(s), "
           f"one request at a time; load average at start {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'case':<6} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s':>7} {'cand/s':>8}")
+    print(f"{'case':<6} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'service CPU ms':>15} "
+          f"{'req/s':>7} {'cand/s':>8}")
     for r in results:
         print(f"{r['case']:<6} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['mean_ms']:>8.1f} "
-              f"{r['req_per_s']:>7.1f} {r['candidates_per_s']:>8,.0f}")
-    print("\nwarm request, step by step in-process (median ms):")
+              f"{r['service_cpu_ms']:>15.1f} {r['req_per_s']:>7.1f} {r['candidates_per_s']:>8,.0f}")
+    print("(service CPU ms: CPU time the service process spent per request, all its threads; on a busy "
+          "machine latency exceeds it by the time the service waits for a CPU)")
+    print("\nwarm request, step by step in this process (median ms):")
+    print(f"  {'step':<24} {'wall':>7} {'CPU':>7}")
     for k, v in steps.items():
-        print(f"  {k:<24} {v:6.2f}")
-    print(f"  {'sum':<24} {sum(steps.values()):6.2f}  (the rest of a request is HTTP, FastAPI and JSON output)")
+        print(f"  {k:<24} {v['wall_ms']:7.2f} {v['cpu_ms']:7.2f}")
+    print(f"  {'sum':<24} {sum(v['wall_ms'] for v in steps.values()):7.2f} "
+          f"{sum(v['cpu_ms'] for v in steps.values()):7.2f}  (the rest of a request: HTTP, ASGI, JSON out)")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "steps_ms": steps, "load_average": load,
                                          "threads": args.threads, "candidates": args.candidates}, indent=2))
