@@ -55,8 +55,14 @@ data: install
 	  echo "$$want" > "$(CTR_RAW_PATH)/.demo-args"; \
 	else echo "sample logs already in $(CTR_RAW_PATH)"; fi
 
+# Incremental: processes only the raw files that are new or changed since the last build (the
+# first build is a full one); features-full-refresh rebuilds every table from all raw files.
 features: install
 	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir ..
+
+.PHONY: features-full-refresh
+features-full-refresh: install
+	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir .. --full-refresh
 
 quality: install
 	$(PY) -m expectations validate --target local
