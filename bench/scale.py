@@ -15,9 +15,10 @@ For each size N, every step a child process of its own:
             two frozen encoders into --cache-dir; run again when it encoded anything, to time the
             second run, which reads the cache
   fusion    trainer fit fusion (reads the cache the encode step filled)
-  tokens    trainer fit mmoe --tokens (content ids: no encoder)
+  tokens    trainer fit mmoe --tokens (content ids: no encoder), --threads T
+  tokens-1t the same on one thread: what each torchrun rank gets
   torchrun  torchrun --nproc-per-node P -m trainer fit mmoe --tokens: P processes with
-            threads/P threads and batch/P rows each, the same cores and effective batch as `tokens`
+            T/P threads and batch/P rows each, the same cores and effective batch as `tokens`
 
 Reported per step: wall time; peak RSS as getrusage reports it for the child (its largest
 process: the trainer, or one torchrun rank) and the sampled peak of the sum over the child's
@@ -54,8 +55,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "torchrun")
-FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "torchrun": ["mmoe", "--tokens"]}
+STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
+FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "tokens-1t": ["mmoe", "--tokens"],
+        "torchrun": ["mmoe", "--tokens"]}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -278,8 +280,8 @@ class Size:
                    a.nproc, "-m", "trainer", "fit", *args, "--threads", max(1, a.threads // a.nproc),
                    "--batch-size", max(1, a.batch_size // a.nproc)]
         else:
-            cmd = [sys.executable, "-m", "trainer", "fit", *args, "--threads", a.threads,
-                   "--batch-size", a.batch_size]
+            cmd = [sys.executable, "-m", "trainer", "fit", *args,
+                   "--threads", 1 if step == "tokens-1t" else a.threads, "--batch-size", a.batch_size]
         log = self.log(step)
         m = checked(run_measured(cmd, log, cwd=ROOT), log, f"fit {step}")
         history = json.loads((run / "history.json").read_text())
@@ -403,7 +405,7 @@ def print_ratios(results: list[Result], nproc: int) -> None:
                           key=lambda r: r.rows)
 
         where = "generator's default population" if pop == "default" else f"fixed population {pop}"
-        fusion, tokens = of("fusion"), of("tokens")
+        fusion, tokens, one_thread = of("fusion"), of("tokens"), of("tokens-1t")
         if len(fusion) >= 2:
             lo, hi = fusion[0], fusion[-1]
             ratio = hi.rss_mb / lo.rss_mb
@@ -413,12 +415,13 @@ def print_ratios(results: list[Result], nproc: int) -> None:
         if len(tokens) >= 2:
             print(f"fit mmoe --tokens peak RSS ({where}): {tokens[-1].rows / tokens[0].rows:.1f}x rows -> "
                   f"{tokens[-1].rss_mb / tokens[0].rss_mb:.2f}x ({tokens[0].rss_mb:,.0f} -> {tokens[-1].rss_mb:,.0f} MB)")
-        for one in tokens:
-            ddp = [r for r in of("torchrun") if r.rows == one.rows]
-            if ddp and one.samples_per_s and ddp[0].samples_per_s:
-                print(f"torchrun at {one.rows:,} rows ({where}): {nproc} processes {ddp[0].samples_per_s:,.0f} "
-                      f"samples/s vs 1 process {one.samples_per_s:,.0f} "
-                      f"({ddp[0].samples_per_s / one.samples_per_s:.2f}x)")
+        for ddp in of("torchrun"):
+            for single, how in ((tokens, "1 process"), (one_thread, "1 process on 1 thread")):
+                same = [r for r in single if r.rows == ddp.rows and r.samples_per_s]
+                if same and ddp.samples_per_s:
+                    print(f"torchrun at {ddp.rows:,} rows ({where}): {nproc} processes {ddp.samples_per_s:,.0f} "
+                          f"samples/s vs {how} {same[0].samples_per_s:,.0f} "
+                          f"({ddp.samples_per_s / same[0].samples_per_s:.2f}x)")
     rates = [r.extra["texts_per_s"] for r in results if "texts_per_s" in r.extra]
     for t in (r for r in results if r.step == "texts") if rates else ():
         # two frozen encoders (text vector and fallback sentence vector) read every distinct text
