@@ -339,6 +339,8 @@ def test_no_skew_snapshot_of_days_before_scores_like_predict_on_the_full_build(d
     probability = dict(zip(preds["impression_id"], preds["probability"]))
     day_rows = ds.dataset(str(table / f"date={last_day}"), format="orc").to_table().to_pylist()
     assert len(day_rows) == len(records) > 100
+    for flag in ("u_has_history", "i_has_history", "ui_has_history"):  # every lookup path is exercised
+        assert 0 < sum(r[flag] for r in day_rows) < len(day_rows), flag
     want = defaultdict(set)
     for r in day_rows:
         want[raw_key(r)].add(probability[r["impression_id"]])
