@@ -87,8 +87,8 @@ def bodies(rows: list[dict], n: int, candidates: int, rng, nonce: str | None = N
         items = []
         for j, i in enumerate(rng.integers(0, len(rows), candidates)):
             r = rows[i]
-            items.append({"item_id": r["item_id"], "scene": r["scene"], **{c: r[c] for c in ITEM_TEXT_COLUMNS},
-                          **{c: r[c] for c in DEEP_FEATURES}})
+            items.append({"item_id": r["item_id"], "scene": r["scene"],
+                          **{c: r[c] for c in (*ITEM_TEXT_COLUMNS, *DEEP_FEATURES)}})
             if nonce:
                 items[-1]["item_title"] = f"{r['item_title']} {nonce}{k}x{j}"
         if nonce:
@@ -113,8 +113,8 @@ class Client:
 
 
 def start_service(run: Path, warehouse: Path, schema: str, threads: int, candidates: int):
-    cmd = [sys.executable, "-m", "trainer.serving", str(run), "--warehouse", str(warehouse), "--schema", schema,
-           "--port", "0", "--threads", str(threads), "--log-level", "warning",
+    cmd = [sys.executable, "-m", "trainer.serving", str(run), "--warehouse", str(warehouse),
+           "--schema", schema, "--port", "0", "--threads", str(threads), "--log-level", "warning",
            "--max-candidates", str(max(candidates, 1000))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("M2CTR_SERVE_TOKEN", None)
@@ -197,7 +197,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=100, help="items per request (default %(default)s)")
     ap.add_argument("--requests", type=int, default=300, help="timed warm requests (default %(default)s)")
     ap.add_argument("--cold-requests", type=int, default=20, help="timed cold requests (default %(default)s)")
-    ap.add_argument("--threads", type=int, default=1, help="the service's torch threads (default %(default)s)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="the service's torch threads (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if (args.run is None) != (args.warehouse is None):
@@ -234,12 +235,14 @@ def main() -> None:
     steps = breakdown(run, warehouse, schema, args.threads, warm, args.candidates,
                       repeats=max(1, args.requests // WARM_BODIES // 3))
 
-    print(f"\n1 user x {args.candidates} candidates, service on 1 process with {args.threads} torch thread(s), "
+    print(f"\n1 user x {args.candidates} candidates, service on 1 process with {args.threads} "
+          "torch thread(s), "
           f"one request at a time; load average at start {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'case':<6} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'service CPU ms':>15} "
           f"{'req/s':>7} {'cand/s':>8}")
     for r in results:
-        print(f"{r['case']:<6} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['mean_ms']:>8.1f} "
+        print(f"{r['case']:<6} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+              f"{r['mean_ms']:>8.1f} "
               f"{r['service_cpu_ms']:>15.1f} {r['req_per_s']:>7.1f} {r['candidates_per_s']:>8,.0f}")
     print("(service CPU ms: CPU time the service process spent per request, all its threads; on a busy "
           "machine latency exceeds it by the time the service waits for a CPU)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -36,10 +38,11 @@ from m2ctr.schema import (
 )
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
+from trainer.data import TrainerError
 from trainer.serving import load_scorer
 from trainer.serving.app import create_app
 from trainer.serving.sample_snapshot import write_sample_snapshot
-from trainer.serving.snapshot import SNAPSHOT_MODELS
+from trainer.serving.snapshot import SNAPSHOT_MODELS, Snapshot
 from trainer.train import predict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +74,8 @@ def running(app):
 
 def http(url: str, body=None, headers: dict | None = None, raw: bytes | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -100,8 +104,9 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     table = write_sample_table(root / "table", rows_per_day=300, days=4, seed=5)
     run = root / "run"
-    assert main(["fit", "fusion", "--table", str(table), "--out", str(run), "--epochs", "1", "--device", "cpu",
-                 "--threads", "1", "--cache-dir", str(root / "cache"), "--whiten-dim", "16", "--quiet"]) == 0
+    assert main(["fit", "fusion", "--table", str(table), "--out", str(run), "--epochs", "1",
+                 "--device", "cpu", "--threads", "1", "--cache-dir", str(root / "cache"),
+                 "--whiten-dim", "16", "--quiet"]) == 0
     last = max(table.glob("date=*"))
     as_of = last.name.removeprefix("date=")
     day = orc.read_table(str(last / "part-0.orc"))
@@ -182,7 +187,8 @@ def test_unseen_user_and_item_take_the_cold_start_path(served, url, tmp_path):
 
 
 def test_health_and_metadata(served, url):
-    assert http(f"{url}/health") == (200, {"status": "ok", "model": "fusion", "features_as_of": served["as_of"]})
+    health = {"status": "ok", "model": "fusion", "features_as_of": served["as_of"]}
+    assert http(f"{url}/health") == (200, health)
     status, meta = http(f"{url}/metadata")
     assert status == 200
     assert meta["features_as_of"] == served["as_of"] and meta["model"] == "fusion"
@@ -256,7 +262,8 @@ def test_empty_candidate_list_scores_nothing(served, url):
 
 def test_command_line_serves_and_reports_a_missing_snapshot(served, tmp_path):
     """`python -m trainer.serving` (what `trainer serve` runs): a clear error, then a real start."""
-    cmd = [sys.executable, "-m", "trainer.serving", str(served["run"]), "--threads", "1", "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "trainer.serving", str(served["run"]), "--threads", "1",
+           "--log-level", "warning"]
     missing = subprocess.run([*cmd, "--warehouse", str(tmp_path / "nowhere"), "--port", "0"],
                              check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1
@@ -312,8 +319,8 @@ def split_raw(src: Path, head: Path) -> tuple[str, list[dict]]:
 def raw_key(r: dict) -> tuple:
     """What a record and its training_samples row share: ids, scene, texts, deep features."""
     deep = tuple(float(r[c]) if r.get(c) not in (None, "") else 0.0 for c in DEEP_FEATURES)
-    return (r["user_id"], r["item_id"], int(r["scene"]), *(r[c] for c in (*USER_TEXT_COLUMNS, *ITEM_TEXT_COLUMNS)),
-            *deep)
+    texts = (r[c] for c in (*USER_TEXT_COLUMNS, *ITEM_TEXT_COLUMNS))
+    return (r["user_id"], r["item_id"], int(r["scene"]), *texts, *deep)
 
 
 @pytest.mark.slow
@@ -322,13 +329,15 @@ def test_no_skew_snapshot_of_days_before_scores_like_predict_on_the_full_build(d
     """Warehouse of days 1..N-1 -> its snapshot describes the start of day N; day N's raw records
     through /score get, within 1e-6, what `trainer predict` gives their rows of a full build of 1..N."""
     full_raw, head_raw = tmp_path / "raw-full", tmp_path / "raw-head"
-    subprocess.run([sys.executable, "-m", "synthetic", "generate", "--rows", "3000", "--days", "5", "--seed", "23",
-                    "--parts", "2", "--bad-rate", "0", "--out", str(full_raw), "--quiet"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "synthetic", "generate", "--rows", "3000", "--days", "5",
+                    "--seed", "23", "--parts", "2", "--bad-rate", "0", "--out", str(full_raw), "--quiet"],
+                   cwd=ROOT, check=True)
     last_day, records = split_raw(full_raw, head_raw)
     serving = tuple(f"+{m}" for m in SNAPSHOT_MODELS)
     head = dbt_build(head_raw, "serve_head", "--select", *serving, "--exclude", "resource_type:test")
     assert head.success, head.failures()
-    full = dbt_build(full_raw, "serve_full", "--select", "+training_samples", "--exclude", "resource_type:test")
+    full = dbt_build(full_raw, "serve_full", "--select", "+training_samples",
+                     "--exclude", "resource_type:test")
     assert full.success, full.failures()
     table = full.table_dir("training_samples")
 
@@ -369,3 +378,22 @@ def test_no_skew_snapshot_of_days_before_scores_like_predict_on_the_full_build(d
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     assert cold_users > 0 and cold_users < len(by_user)  # both paths: users with and without history
     assert np.std(expected) > 0.01
+
+
+def test_snapshot_refuses_tables_that_do_not_fit_together(tmp_path):
+    table = write_sample_table(tmp_path / "table", rows_per_day=200, days=3, seed=2)
+    day = orc.read_table(str(max(table.glob("date=*")) / "part-0.orc"))
+    good = write_sample_snapshot(day, "2024-03-03", tmp_path / "a" / "m2ctr.db")
+    assert Snapshot(tmp_path / "a").as_of == "2024-03-03"
+    # the pair table of another day: a build interrupted between the tables
+    other = write_sample_snapshot(day, "2024-03-04", tmp_path / "b" / "m2ctr.db")
+    shutil.rmtree(good / "user_item_snapshot")
+    shutil.copytree(other / "user_item_snapshot", good / "user_item_snapshot")
+    with pytest.raises(TrainerError, match="different days"):
+        Snapshot(tmp_path / "a")
+    # no null-id row: unknown users would have no values to take
+    t = orc.read_table(str(other / "user_features_snapshot" / "scene=1" / "part-0.orc"))
+    orc.write_table(t.filter(pc.is_valid(t.column("user_id"))),
+                    str(other / "user_features_snapshot" / "scene=1" / "part-0.orc"))
+    with pytest.raises(TrainerError, match="null user_id"):
+        Snapshot(tmp_path / "b")

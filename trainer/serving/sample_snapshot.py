@@ -68,6 +68,7 @@ def write_sample_snapshot(day: pa.Table, as_of: str, out: Path, fill_unseen: boo
     pairs = {(r["user_id"], r["item_id"]): {c: r[c] for c in (*PAIR_FEATURES, "ui_last_hist_date")}
              for r in day.filter(pc.equal(day.column("ui_has_history"), 1)).to_pylist()}
     rows = [{"user_id": u, "item_id": i, **v} for (u, i), v in sorted(pairs.items())]
-    rows.append({"user_id": None, "item_id": None, **dict.fromkeys(PAIR_FEATURES, 0), "ui_last_hist_date": None})
+    rows.append({"user_id": None, "item_id": None, **dict.fromkeys(PAIR_FEATURES, 0),
+                 "ui_last_hist_date": None})
     write(rows, out / PAIR_MODEL)
     return out

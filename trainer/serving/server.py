@@ -91,7 +91,8 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
                     max_candidates=max_candidates, max_body_bytes=max_body_bytes)
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"serving {run_dir} on http://{bound_host}:{bound_port} "
-          f"({'bearer token from $' + token_env if token else 'no token'}); POST /score, GET /health, GET /metadata",
+          f"({'bearer token from $' + token_env if token else 'no token'}); "
+          "POST /score, GET /health, GET /metadata",
           file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
@@ -117,7 +118,8 @@ def _port(text: str) -> int:
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `fit`")
     p.add_argument("--warehouse", metavar="DIR", default=None,
-                   help="warehouse holding the serving snapshot (default: $CTR_WAREHOUSE_DIR, else data/warehouse)")
+                   help="warehouse holding the serving snapshot "
+                   "(default: $CTR_WAREHOUSE_DIR, else data/warehouse)")
     p.add_argument("--schema", default=None, help="warehouse schema (default: $CTR_SCHEMA, else m2ctr)")
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one "
