@@ -1,12 +1,19 @@
-"""Warehouse benchmark: full `dbt build` (local target) time and rows/s on generated logs.
+"""Warehouse benchmark: `dbt build` (local target) time and rows/s on generated logs.
 
-For each size, generates AntM2C-shaped logs (`python -m synthetic generate`), runs the real
-`dbt build` in a fresh process (JVM start-up, every model and every data test included), then
-runs the same point-in-time feature SQL in DuckDB on the same CSV as a single-machine reference.
-The DuckDB reference parses the CSV, drops malformed records, and writes the user / item / pair
-features and the joined training table to Parquet; it has no quarantine table and no data tests.
+For each size, generates AntM2C-shaped logs (`python -m synthetic generate`) and runs the real
+`dbt build` in a fresh process (JVM start-up, every model and every data test included).
+
+Default mode: one full build, then the same point-in-time feature SQL in DuckDB on the same CSV
+as a single-machine reference. The DuckDB reference parses the CSV, drops malformed records, and
+writes the user / item / pair features and the joined training table to Parquet; it has no
+quarantine table and no data tests.
+
+--incremental: the logs split into one `date=YYYY-MM-DD/` folder per day; a full build of all
+days, against an incremental run that adds the last day to a build of the days before it (and a
+run with nothing new).
 
     .venv/bin/python bench/warehouse.py --rows 100000 1000000
+    .venv/bin/python bench/warehouse.py --incremental --rows 100000 1000000
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import csv
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,12 +146,25 @@ def _record_day(fields: list[str]) -> str | None:
     return None
 
 
+def _records(f):
+    """(fields, exact text) of each CSV record of an open file, multi-line records included."""
+    lines: list[str] = []
+
+    def feed():
+        for line in f:
+            lines.append(line)
+            yield line
+
+    for fields in csv.reader(feed()):
+        text, lines[:] = "".join(lines), []
+        yield fields, text
+
+
 def split_by_day(src: Path, dest: Path) -> list[str]:
     """Copy the CSV parts of src into dest/date=YYYY-MM-DD/<part name>, one folder per day.
 
-    A daily drop in the layout the warehouse reads: each record's bytes are copied unchanged (so
-    its impression_id is that of any other copy of the file with the same name below the raw
-    path), a part's header line heads each of its day files, and a record whose day cannot be read
+    A daily drop in the layout the warehouse reads: each record's bytes are copied unchanged, a
+    part's header line heads each of its day files, and a record whose day cannot be read
     (malformed) goes with the next record that has one (the one before, at the end of a part), as
     in a log written in time order. Returns the days, sorted.
     """
@@ -151,17 +172,8 @@ def split_by_day(src: Path, dest: Path) -> list[str]:
     for part in sorted(src.glob("*.csv")):
         header, pending, by_day = "", [], {}
         with open(part, newline="", encoding="utf-8") as f:
-            lines: list[str] = []
-
-            def feed():
-                for line in f:
-                    lines.append(line)
-                    yield line
-
-            day = None
-            for fields in csv.reader(feed()):
-                text, lines[:] = "".join(lines), []
-                if not header and not by_day and not pending and fields[:2] == ["user_id", "item_id"]:
+            for fields, text in _records(f):
+                if not (header or by_day or pending) and fields[:2] == ["user_id", "item_id"]:
                     header = text
                     continue
                 pending.append(text)
@@ -220,6 +232,7 @@ def run_duckdb(raw: Path, workdir: Path) -> tuple[float, int]:
 
 
 def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict]:
+    """Seconds of one `dbt build` in a fresh process, and per-node seconds from run_results.json."""
     env = dict(
         os.environ, CTR_RAW_PATH=str(raw), CTR_WAREHOUSE_DIR=str(warehouse), CTR_DBT_TARGET="local"
     )
@@ -250,51 +263,22 @@ def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict]:
     return seconds, per_node
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+def generate(n: int, days: int, seed: int, out: Path) -> None:
+    print(f"[{n:,} rows] generating into {out}", file=sys.stderr)
+    subprocess.run(
+        [sys.executable, "-m", "synthetic", "generate", "--rows", str(n), "--days", str(days),
+         "--seed", str(seed), "--out", str(out), "--quiet"],
+        cwd=ROOT,
+        check=True,
     )
-    parser.add_argument(
-        "--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="raw records per run"
-    )
-    parser.add_argument("--days", type=int, default=14, help="days of logs")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="where inputs and warehouses go (default: a new temporary directory)",
-    )
-    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference")
-    args = parser.parse_args(argv)
-    if any(n < 1 for n in args.rows):
-        parser.error("--rows must be positive")
-    base = args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))
 
+
+def full_builds(args, base: Path) -> None:
     table = []
     for n in args.rows:
         workdir = base / f"rows-{n}"
         raw = workdir / "raw"
-        print(f"[{n:,} rows] generating into {raw}", file=sys.stderr)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "synthetic",
-                "generate",
-                "--rows",
-                str(n),
-                "--days",
-                str(args.days),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(raw),
-                "--quiet",
-            ],
-            cwd=ROOT,
-            check=True,
-        )
+        generate(n, args.days, args.seed, raw)
         print(f"[{n:,} rows] dbt build", file=sys.stderr)
         dbt_s, per_node = run_dbt(raw, workdir / "warehouse", workdir)
         models_s = sum(t for k, t in per_node.items() if k.startswith("model."))
@@ -334,6 +318,76 @@ def main(argv: list[str] | None = None) -> int:
         "(models s / tests s: summed per-node times from run_results.json; with several dbt "
         "threads they overlap, so they can exceed the wall time)"
     )
+
+
+def _link_days(split: Path, days: list[str], raw: Path) -> None:
+    """The day folders of `days` into raw as hard links: no copy, the same modification times."""
+    raw.mkdir(parents=True, exist_ok=True)
+    for day in days:
+        shutil.copytree(split / f"date={day}", raw / f"date={day}", copy_function=os.link)
+
+
+def incremental_builds(args, base: Path) -> None:
+    table = []
+    for n in args.rows:
+        workdir = base / f"rows-{n}"
+        generate(n, args.days, args.seed, workdir / "generated")
+        days = split_by_day(workdir / "generated", workdir / "split")
+        print(f"[{n:,} rows] full build of {len(days)} days", file=sys.stderr)
+        _link_days(workdir / "split", days, workdir / "raw-full")
+        full_s, _ = run_dbt(workdir / "raw-full", workdir / "wh-full", workdir / "run-full")
+        print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
+        raw = workdir / "raw-incremental"
+        _link_days(workdir / "split", days[:-1], raw)
+        run_dbt(raw, workdir / "wh-incremental", workdir / "run-first")
+        print(f"[{n:,} rows] incremental run for {days[-1]}", file=sys.stderr)
+        _link_days(workdir / "split", days[-1:], raw)
+        day_s, per_node = run_dbt(raw, workdir / "wh-incremental", workdir / "run-day")
+        print(f"[{n:,} rows] run with nothing new", file=sys.stderr)
+        noop_s, _ = run_dbt(raw, workdir / "wh-incremental", workdir / "run-noop")
+        slowest = sorted(per_node.items(), key=lambda kv: -kv[1])[:3]
+        table.append((n, full_s, day_s, noop_s, slowest))
+
+    print(f"{'rows':>10} {'full build s':>13} {'last day s':>11} {'day/full':>9} {'nothing new s':>14}")
+    for n, full_s, day_s, noop_s, _ in table:
+        print(f"{n:>10,} {full_s:>13.1f} {day_s:>11.1f} {day_s / full_s:>9.2f} {noop_s:>14.1f}")
+    for n, *_, slowest in table:
+        names = ", ".join(f"{k.split('.')[-1]} {t:.1f}" for k, t in slowest)
+        print(f"{n:,} rows, slowest nodes of the last-day run (s): {names}")
+    print("(each figure is one `dbt build` in a fresh process: JVM start, parse, models, tests)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="raw records per run"
+    )
+    parser.add_argument("--days", type=int, default=14, help="days of logs")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where inputs and warehouses go (default: a new temporary directory)",
+    )
+    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="time a full build against the incremental run that adds the last day",
+    )
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.rows):
+        parser.error("--rows must be positive")
+    if args.incremental and args.days < 2:
+        parser.error("--incremental needs --days 2 or more")
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))
+    if args.incremental:
+        incremental_builds(args, base)
+    else:
+        full_builds(args, base)
     print(f"inputs and warehouses kept under {base}")
     return 0
 

@@ -33,63 +33,74 @@
 
 {#- The files of this run, from stg_raw_files. `full`: nothing is kept from an earlier build. -#}
 {% macro file_plan(direct=false) -%}
-  {%- set files = plan_model('stg_raw_files', direct) -%}
-  {%- set plan = {'full': true, 'batch_files': [], 'batch_paths': [], 'stale_files': [], 'kept_files': []} -%}
-  {%- if execute -%}
-    {%- for row in run_query('select source_file, file_path, status from ' ~ files ~ ' order by source_file').rows -%}
-      {%- if row[2] in ('new', 'changed') -%}
-        {%- do plan.batch_files.append(row[0]) -%}
-        {%- do plan.batch_paths.append(row[1]) -%}
-      {%- endif -%}
-      {%- if row[2] in ('changed', 'removed') -%}{%- do plan.stale_files.append(row[0]) -%}{%- endif -%}
-      {%- if row[2] == 'unchanged' -%}{%- do plan.kept_files.append(row[0]) -%}{%- endif -%}
-    {%- endfor -%}
-    {%- do plan.update({'full': not plan.kept_files and not plan.stale_files}) -%}
-  {%- endif -%}
-  {{- return(plan) -}}
+  {{- return(read_plan(direct, with_dates=false)) -}}
 {%- endmacro %}
 
 {#- The file plan plus the days of this run, from stg_build_dates (dates as 'YYYY-MM-DD' strings). -#}
 {% macro build_plan(direct=false) -%}
-  {%- set dates_model = plan_model('stg_build_dates', direct) -%}
+  {{- return(read_plan(direct, with_dates=true)) -}}
+{%- endmacro %}
+
+{#- One small query per model for the whole plan. -#}
+{% macro read_plan(direct, with_dates) -%}
   {%- set files_model = plan_model('stg_raw_files', direct) -%}
-  {%- set plan = file_plan(direct) -%}
-  {%- do plan.update({'restaged': [], 'live': [], 'rebuilt': [], 'rebuilt_or_gone': [], 'covering_files': [],
-                      'last_date': none, 'as_of': none, 'rebuild_from': none, 'window_from': none}) -%}
-  {%- if execute -%}
-    {%- set days = modules.datetime.timedelta(days=1) -%}
-    {%- set all_dates = [] -%}
-    {%- for row in run_query('select cast(date as string), restaged, live, was_live from ' ~ dates_model ~ ' order by date').rows -%}
-      {%- do all_dates.append(row[0]) -%}
-      {%- if row[1] -%}{%- do plan.restaged.append(row[0]) -%}{%- endif -%}
-      {%- if row[2] -%}{%- do plan.live.append(row[0]) -%}{%- endif -%}
-    {%- endfor -%}
-    {%- if plan.live -%}
-      {%- set last = modules.datetime.date.fromisoformat(plan.live[-1]) -%}
-      {%- set as_of = (last + days) | string -%}
-      {%- set first_restaged = plan.restaged[0] if plan.restaged else as_of -%}
-      {%- set rebuild_from = [first_restaged, as_of] | min -%}
-      {%- set window_from = (modules.datetime.date.fromisoformat(rebuild_from) - 7 * days) | string -%}
-      {%- do plan.update({'last_date': last | string, 'as_of': as_of, 'rebuild_from': rebuild_from, 'window_from': window_from}) -%}
-    {%- else -%}
-      {%- do plan.update({'rebuild_from': plan.restaged[0] if plan.restaged else none}) -%}
-    {%- endif -%}
-    {%- for d in all_dates -%}
-      {%- if plan.rebuild_from is not none and d >= plan.rebuild_from -%}
-        {%- do plan.rebuilt_or_gone.append(d) -%}
-        {%- if d in plan.live -%}{%- do plan.rebuilt.append(d) -%}{%- endif -%}
+  {%- set dates_model = plan_model('stg_build_dates', direct) if with_dates else none -%}
+  {%- set plan = {'full': true, 'batch_files': [], 'batch_paths': [], 'stale_files': [], 'kept_files': [],
+                  'restaged': [], 'live': [], 'rebuilt': [], 'rebuilt_or_gone': [], 'covering_files': [],
+                  'last_date': none, 'as_of': none, 'rebuild_from': none, 'window_from': none} -%}
+  {%- if not execute -%}{{ return(plan) }}{%- endif -%}
+  {%- set query -%}
+    select 'file', source_file, file_path, status,
+        array_join(transform(previous_dates, d -> cast(d as string)), ','), null, null, null
+    from {{ files_model }}
+    {%- if with_dates %}
+    union all
+    select 'date', cast(date as string), null, null, null, restaged, live, was_live
+    from {{ dates_model }}
+    {%- endif %}
+  {%- endset -%}
+  {%- set kept_dates = {} -%}
+  {%- set all_dates = [] -%}
+  {%- for row in run_query(query).rows | sort(attribute='1') -%}
+    {%- if row[0] == 'file' -%}
+      {%- if row[3] in ('new', 'changed') -%}
+        {%- do plan.batch_files.append(row[1]) -%}
+        {%- do plan.batch_paths.append(row[2]) -%}
       {%- endif -%}
-    {%- endfor -%}
-    {%- if plan.restaged -%}
-      {%- set covering -%}
-        select source_file from {{ files_model }}
-        where status in ('new', 'changed')
-            or (status = 'unchanged' and arrays_overlap(previous_dates, array({{ date_literals(plan.restaged) }})))
-        order by source_file
-      {%- endset -%}
-      {%- for row in run_query(covering).rows -%}{%- do plan.covering_files.append(row[0]) -%}{%- endfor -%}
+      {%- if row[3] in ('changed', 'removed') -%}{%- do plan.stale_files.append(row[1]) -%}{%- endif -%}
+      {%- if row[3] == 'unchanged' -%}
+        {%- do plan.kept_files.append(row[1]) -%}
+        {%- do kept_dates.update({row[1]: (row[4] or '').split(',')}) -%}
+      {%- endif -%}
+    {%- else -%}
+      {%- do all_dates.append(row[1]) -%}
+      {%- if row[5] -%}{%- do plan.restaged.append(row[1]) -%}{%- endif -%}
+      {%- if row[6] -%}{%- do plan.live.append(row[1]) -%}{%- endif -%}
     {%- endif -%}
+  {%- endfor -%}
+  {%- do plan.update({'full': not plan.kept_files and not plan.stale_files}) -%}
+  {%- if not with_dates -%}{{ return(plan) }}{%- endif -%}
+
+  {%- set days = modules.datetime.timedelta(days=1) -%}
+  {%- if plan.live -%}
+    {%- set last = modules.datetime.date.fromisoformat(plan.live[-1]) -%}
+    {%- set as_of = (last + days) | string -%}
+    {%- set rebuild_from = [plan.restaged[0] if plan.restaged else as_of, as_of] | min -%}
+    {%- set window_from = (modules.datetime.date.fromisoformat(rebuild_from) - 7 * days) | string -%}
+    {%- do plan.update({'last_date': last | string, 'as_of': as_of, 'rebuild_from': rebuild_from,
+                        'window_from': window_from}) -%}
+  {%- elif plan.restaged -%}
+    {%- do plan.update({'rebuild_from': plan.restaged[0]}) -%}
   {%- endif -%}
+  {%- for d in all_dates if plan.rebuild_from is not none and d >= plan.rebuild_from -%}
+    {%- do plan.rebuilt_or_gone.append(d) -%}
+    {%- if d in plan.live -%}{%- do plan.rebuilt.append(d) -%}{%- endif -%}
+  {%- endfor -%}
+  {#- The files whose records a restaged day needs: parsed now, or kept and holding such a day. -#}
+  {%- for f in plan.kept_files -%}
+    {%- if kept_dates[f] | select('in', plan.restaged) | list -%}{%- do plan.covering_files.append(f) -%}{%- endif -%}
+  {%- endfor -%}
+  {%- do plan.update({'covering_files': (plan.covering_files + plan.batch_files) | sort}) -%}
   {{- return(plan) -}}
 {%- endmacro %}
 
