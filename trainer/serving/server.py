@@ -41,7 +41,11 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
     from .scorer import Scorer
     from .snapshot import Snapshot
 
-    run = load_run(Path(run_dir))
+    try:
+        run = load_run(Path(run_dir))
+    except (RuntimeError, KeyError, TypeError) as e:  # weights or config of another model version
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainerError(f"cannot load the run {run_dir} with this version of the trainer: {first}") from None
     if threads:
         torch.set_num_threads(threads)
     snapshot = Snapshot(warehouse_dir or default_warehouse(), schema or default_schema())
