@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -260,31 +261,29 @@ def test_empty_candidate_list_scores_nothing(served, url):
                                                      "features_as_of": served["as_of"]})
 
 
-def test_command_line_serves_and_reports_a_missing_snapshot(served, tmp_path):
-    """`python -m trainer.serving` (what `trainer serve` runs): a clear error, then a real start."""
+def test_command_line_serves_with_the_token_of_its_environment(served, tmp_path):
+    """`python -m trainer.serving` (what `trainer serve` runs): a one-line error without a
+    snapshot; a real start that takes its bearer token from the environment."""
     cmd = [sys.executable, "-m", "trainer.serving", str(served["run"]), "--threads", "1",
-           "--log-level", "warning"]
-    missing = subprocess.run([*cmd, "--warehouse", str(tmp_path / "nowhere"), "--port", "0"],
+           "--log-level", "warning", "--port", "0"]
+    missing = subprocess.run([*cmd, "--warehouse", str(tmp_path / "nowhere")],
                              check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1
     assert "snapshot table not found" in missing.stderr and "Traceback" not in missing.stderr
-    proc = subprocess.Popen([*cmd, "--warehouse", str(served["warehouse"]), "--port", "0"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "SERVE_TEST_TOKEN": TOKEN}
+    proc = subprocess.Popen([*cmd, "--warehouse", str(served["warehouse"]), "--token-env", "SERVE_TEST_TOKEN"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         line = ""
         deadline = time.monotonic() + 300
         while "serving" not in line and time.monotonic() < deadline and proc.poll() is None:
             line = proc.stderr.readline()
-        assert "serving" in line, line
-        base = line.split(" on ")[1].split()[0]
-        for _ in range(100):  # the socket is bound before the message; uvicorn accepts right after
-            try:
-                assert http(f"{base}/health")[0] == 200
-                break
-            except urllib.error.URLError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("no answer from the service")
+        assert "serving" in line and "bearer token from $SERVE_TEST_TOKEN" in line, line
+        base = line.split(" on ")[1].split()[0]  # the socket listens before this line is written
+        assert http(f"{base}/health")[0] == 200
+        assert http(f"{base}/metadata")[0] == 401
+        status, meta = http(f"{base}/metadata", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and meta["auth"] == "bearer token"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
