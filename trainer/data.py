@@ -46,7 +46,9 @@ def stable_hash(values) -> np.ndarray:
 
 
 def _numpy(col: pa.Array | pa.ChunkedArray, fill, dtype) -> np.ndarray:
-    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    if col.null_count:
+        col = pc.fill_null(col, fill)
+    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def _strings(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -211,7 +213,8 @@ class Preprocessor:
     # -- transforming
 
     def encode_ids(self, field: str, values: np.ndarray) -> np.ndarray:
-        out = self.vocab[field].get_indexer(values).astype(np.int64) + 1  # vocabulary rows start at 1
+        # an Index probes the table's hash faster than a bare object array does
+        out = self.vocab[field].get_indexer(pd.Index(values, dtype=object)).astype(np.int64) + 1
         unseen = out == 0
         if unseen.any():
             base = 1 + len(self.vocab[field])
@@ -220,7 +223,7 @@ class Preprocessor:
 
     def train_count(self, field: str, values: np.ndarray) -> np.ndarray:
         index, n = self.counts[field]
-        at = index.get_indexer(values)
+        at = index.get_indexer(pd.Index(values, dtype=object))
         return np.where(at >= 0, n[np.maximum(at, 0)] if len(n) else 0, 0)
 
     def cold(self, side: str, ids: pa.Array) -> np.ndarray:
