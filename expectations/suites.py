@@ -18,26 +18,14 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
-SCENES = [0, 1, 2, 3, 4]
-REJECT_REASONS = [
-    "bad_log_time",
-    "bad_label",
-    "bad_scene",
-    "missing_user_id",
-    "missing_item_id",
-    "too_few_fields",
-    "too_many_fields",
-]
-TEXT_COLUMNS = [
-    "bill_entity_seq",
-    "service_entity_seq",
-    "query_entity_seq",
-    "item_entity_names",
-    "item_title",
-]
-DEEP_FEATURES = [f"deep_features_{i}" for i in range(27)]
-RAW_COLUMNS = ["user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES]
-RAW_REQUIRED = ["user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene"]
+from m2ctr import schema
+
+SCENES = list(schema.SCENES)
+REJECT_REASONS = list(schema.REJECT_REASONS)
+TEXT_COLUMNS = list(schema.TEXT_COLUMNS)
+DEEP_FEATURES = list(schema.DEEP_FEATURES)
+RAW_COLUMNS = list(schema.RAW_COLUMNS)
+RAW_REQUIRED = list(schema.RAW_REQUIRED)
 # Spark's CSV reader puts a record whose field count differs from the schema here.
 CORRUPT_RECORD = "_corrupt_record"
 # Both raw time formats: `yyyy-MM-dd HH:mm:ss` and `yyyy/M/d H:mm`.
@@ -253,7 +241,7 @@ def training_samples_suite(
     checks += [_not_null(c) for c in DEEP_FEATURES + TEXT_COLUMNS]
     checks += [
         gxe.ExpectColumnValueLengthsToBeBetween(column=c, min_value=1, mostly=min_text_rate)
-        for c in ("item_title", "item_entity_names")
+        for c in schema.ITEM_TEXT_COLUMNS
     ]
     # Point in time: a row dated D may only use history from days < D.
     checks += [
