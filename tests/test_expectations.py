@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from expectations.__main__ import main
+from m2ctr.schema import RAW_REQUIRED
 
 
 def spark_test(test):
@@ -197,32 +198,73 @@ def test_duplicated_impression_id_fails(spark, built, run, tmp_path):
     )
 
 
-@spark_test
-def test_history_reaching_own_day_fails(spark, built, run, tmp_path):
+def _on_first_row(spark, warehouse: Path, column: str, value):
+    """A transform setting `column` to `value` (a Column) on the table's first impression only."""
     from pyspark.sql import functions as F
 
-    _, warehouse = built
-    first = spark.read.orc(str(warehouse / f"{SCHEMA}.db" / "training_samples")).first()[
-        "impression_id"
-    ]
-    copy = corrupt_copy(
-        spark,
-        warehouse,
-        tmp_path / "wh",
-        "training_samples",
-        lambda df: df.withColumn(
-            "i_last_hist_date",
-            F.when(F.col("impression_id") == first, F.col("date")).otherwise(
-                F.col("i_last_hist_date")
+    first = spark.read.orc(str(warehouse / f"{SCHEMA}.db" / "training_samples")).first()
+    row = F.col("impression_id") == first["impression_id"]
+    return lambda df: df.withColumn(column, F.when(row, value).otherwise(F.col(column)))
+
+
+def _training_corruptions(spark, warehouse: Path):
+    """Name -> (transform of training_samples, the failing expectation that names the corrupted
+    column, how many rows it must count as unexpected)."""
+    from pyspark.sql import functions as F
+
+    table = spark.read.orc(str(warehouse / f"{SCHEMA}.db" / "training_samples"))
+    with_history = table.where(F.col("u_imp_7d") > 0).count()
+    return {
+        "ctr_above_one": (
+            lambda df: df.withColumn(
+                "u_ctr_7d", F.when(F.col("u_imp_7d") > 0, F.lit(1.7)).otherwise(F.col("u_ctr_7d"))
             ),
+            "expect_column_values_to_be_between(u_ctr_7d)",
+            with_history,
         ),
-    )
+        "negative_count": (
+            _on_first_row(spark, warehouse, "i_imp_cum", F.lit(-3).cast("bigint")),
+            "expect_column_values_to_be_between(i_imp_cum)",
+            1,
+        ),
+        "null_label": (
+            _on_first_row(spark, warehouse, "label", F.lit(None).cast("int")),
+            "expect_column_values_to_not_be_null(label)",
+            1,
+        ),
+        "duplicated_impression_id": (
+            lambda df: df.unionByName(df.limit(1)),
+            "expect_column_values_to_be_unique(impression_id)",
+            2,  # the row and its copy
+        ),
+        "history_reaching_own_day": (
+            _on_first_row(spark, warehouse, "i_last_hist_date", F.col("date")),
+            "expect_column_pair_values_a_to_be_greater_than_b(date > i_last_hist_date)",
+            1,
+        ),
+    }
+
+
+@spark_test
+@pytest.mark.parametrize(
+    "corruption",
+    ["ctr_above_one", "negative_count", "null_label", "duplicated_impression_id",
+     "history_reaching_own_day"],
+)  # fmt: skip
+def test_corrupted_training_samples_fail(spark, built, run, tmp_path, corruption):
+    """Each corruption in its own copy fails, and the report counts the affected rows (row by
+    row, not min/max only)."""
+    _, warehouse = built
+    transform, expectation, rows = _training_corruptions(spark, warehouse)[corruption]
+    copy = corrupt_copy(spark, warehouse, tmp_path / "wh", "training_samples", transform)
     code, summary = run(copy, "--suite", "training_samples")
     assert code == 1
-    assert (
-        "training_samples",
-        "expect_column_pair_values_a_to_be_greater_than_b(date > i_last_hist_date)",
-    ) in failing(summary)
+    assert ("training_samples", expectation) in failing(summary)
+    (entry,) = [
+        e for e in summary["suites"]["training_samples"]["expectations"]
+        if e["description"] == expectation
+    ]  # fmt: skip
+    assert rows > 0 and entry["observed"].startswith(f"{rows} unexpected"), entry["observed"]
 
 
 @spark_test
@@ -270,7 +312,9 @@ def test_malformed_share_above_threshold_fails(built, run):
 @spark_test
 def test_quarantined_share_above_threshold_fails(built, run):
     _, warehouse = built
-    code, summary = run(warehouse, "--suite", "quarantine_impressions", "--max-malformed-rate", "0.001")
+    code, summary = run(
+        warehouse, "--suite", "quarantine_impressions", "--max-malformed-rate", "0.001"
+    )
     assert code == 1
     assert ("quarantine_impressions", "expect_table_row_count_to_be_between") in failing(summary)
 
@@ -281,6 +325,41 @@ def test_cluster_target_reads_location_root(built, run, monkeypatch):
     monkeypatch.setenv("CTR_LOCATION_ROOT", warehouse.as_uri())
     code, summary = run(warehouse, "--target", "cluster", "--suite", "user_item_history")
     assert code == 0, failing(summary)
+
+
+def test_every_suite_has_a_builder_in_run_order():
+    from expectations import SUITE_NAMES
+    from expectations.suites import SUITES
+
+    assert list(SUITES) == SUITE_NAMES
+
+
+def test_training_suite_guards_every_feature_column():
+    """Type and value rules on every feature of the trainer's table, ranges row by row."""
+    from expectations import suites
+    from m2ctr import schema
+
+    suite = suites.training_samples_suite(list(suites.TRAINING_REQUIRED), [0], (0.0, 1.0), 0.5)
+    rules: dict[str, set[str]] = {}
+    for e in suite.expectations:
+        kw = e.configuration.kwargs
+        for column in (kw.get("column"), kw.get("column_B")):
+            rules.setdefault(column, set()).add(e.expectation_type)
+    typed = {"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"}
+    for column in (*schema.HISTORY_FEATURES, *schema.LAST_HIST_DATES, *schema.DEEP_FEATURES,
+                   *schema.TEXT_COLUMNS):  # fmt: skip
+        assert rules.get(column, set()) & typed, f"{column} has no type expectation"
+    for column in (*schema.COUNT_COLUMNS, *schema.DAYS_COLUMNS, *schema.CTR_COLUMNS):
+        assert "expect_column_values_to_be_between" in rules[column], column
+    for column in schema.FLAG_COLUMNS:
+        assert "expect_column_values_to_be_in_set" in rules[column], column
+    for clicks, _ in schema.clicks_impressions_pairs(schema.HISTORY_FEATURES):
+        assert "expect_column_pair_values_a_to_be_greater_than_b" in rules[clicks], clicks
+    for column in schema.LAST_HIST_DATES:
+        assert "expect_column_pair_values_a_to_be_greater_than_b" in rules[column], column
+    not_null = "expect_column_proportion_of_non_null_values_to_be_between"
+    for column in (*schema.HISTORY_FEATURES, *schema.DEEP_FEATURES, *schema.TEXT_COLUMNS):
+        assert not_null in rules[column], column
 
 
 @pytest.mark.parametrize(
@@ -305,10 +384,7 @@ def test_cluster_target_needs_location_root(monkeypatch):
     assert exc.value.code == 2
 
 
-BASE_COLUMNS = [
-    "user_id", "item_id", "log_time", "label", "bill_entity_seq", "service_entity_seq",
-    "query_entity_seq", "item_entity_names", "item_title", "scene",
-]  # fmt: skip
+BASE_COLUMNS = list(RAW_REQUIRED)
 
 
 def _write_csv(path: Path, header: list[str] | None, rows: list[list[str]]) -> None:
