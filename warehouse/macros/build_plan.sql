@@ -168,6 +168,10 @@
 -#}
 {% macro unfinished_files(records, audit) -%}
   {%- if not execute or records is none -%}{{ return([]) }}{%- endif -%}
+  {%- set described = run_query('describe table ' ~ records).rows | map(attribute='0') | list -%}
+  {%- if '# Partition Information' not in described or 'source_file' not in described[described.index('# Partition Information'):] -%}
+    {{ exceptions.raise_compiler_error('m2ctr: ' ~ records ~ ' was built by an earlier, non-incremental version of the warehouse; rebuild it once with `make features-full-refresh` (dbt build --full-refresh)') }}
+  {%- endif -%}
   {%- set audited = [] -%}
   {%- if audit is not none -%}
     {%- for row in run_query('select source_file from ' ~ audit).rows -%}{%- do audited.append(row[0]) -%}{%- endfor -%}
