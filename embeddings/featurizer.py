@@ -5,6 +5,7 @@ Per side the featurizer keeps one table row per unique raw text (the fields as r
 
     white   float32 [K, k + 1]  whitened encoder vector, then a "no text" flag      (vectors)
     sent    float32 [K, d + 1]  fallback sentence vector, then a "no text" flag      (fallback)
+    topic   float32 [K, c + 1]  TF-IDF -> SVD components, then a "no text" flag      (topics)
     tokens  int32   [K, F, L]   content ids per field, 0-padded (embeddings.tokens)   (tokens)
 
 `transform(batch)` gives each row only the int index of its user and item text in those tables;
@@ -13,10 +14,13 @@ indices into the blocks a model reads, on the batch's device:
 
     text_user, text_item  the whitened vectors
     fb_user, fb_item      the sentence vector for zero/few ids, the training mean for warm ids
+    topic_user, topic_item  the text components
     tok_user, tok_item    the token ids [B, F, L]
 
 So memory grows with the number of unique texts, never with rows. Everything fitted (whitening,
-the fallback means, the token vocabulary) comes from the training days only (`fit`).
+the fallback means, the text components, the token vocabulary) comes from the training days only
+(`fit`). The components are fitted once over both sides' distinct texts, so a user's and an item's
+components share one space and their product is a match signal.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder, SentenceEncoder
 from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields
 from embeddings.tokens import TokenVocab
+from embeddings.topics import N_COMPONENTS, TextComponents
 from embeddings.whitening import Whitening
 from m2ctr.schema import WARM
 
@@ -49,6 +54,8 @@ class TextConfig:
     vectors: bool = True  # whitened encoder vectors
     fallback: bool = True  # sentence vectors for zero/few ids
     tokens: bool = False  # content ids
+    topics: bool = False  # TF-IDF -> SVD components
+    topic_dim: int = N_COMPONENTS
     text_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     pooling: str = "last4-mean"
     whiten_dim: int = 128
@@ -116,6 +123,7 @@ class TextFeaturizer:
                                       c.cache_dir) if c.fallback else None
         self.whitening: Whitening | None = None
         self.fallback_mean: dict[str, np.ndarray] = {}
+        self.topics: TextComponents | None = None
         self.vocab: TokenVocab | None = None
         self.fitted = False
         self.tables = {side: _SideTable() for side in SIDES}
@@ -151,6 +159,9 @@ class TextFeaturizer:
                 cold_texts = sorted({texts[side][k] for k in cold_keys[side]} - {""})
                 self.fallback_mean[side] = (self.sentence.vectors(cold_texts).mean(axis=0) if cold_texts
                                             else np.zeros(self.sentence.dim, dtype=np.float32))
+        if self.cfg.topics:
+            distinct = sorted({t for side in SIDES for t in texts[side].values() if t})
+            self.topics = TextComponents(self.cfg.topic_dim).fit(distinct)
         if self.cfg.tokens:
             self.vocab = TokenVocab.fit(
                 ((SIDES[side][1], k.split(_SEP), n) for side in SIDES for k, n in key_rows[side].items()),
@@ -185,6 +196,12 @@ class TextFeaturizer:
             sent[empty, -1] = 1.0
             rows["sent"] = sent
             rows["has_sent"] = empty.copy()
+        if self.topics is not None:
+            topic = np.zeros((len(keys), self.topics.n_components + 1), dtype=np.float32)
+            if present:
+                topic[~empty, :-1] = self.topics.transform(present)
+            topic[empty, -1] = 1.0
+            rows["topic"] = topic
         if self.vocab is not None:
             rows["tokens"] = self.vocab.encode(columns, fields_)
         table = self.tables[side]
@@ -237,6 +254,8 @@ class TextFeaturizer:
             out.update({f"text_{side}": self.whitening.dim + 1 for side in SIDES})
         if self.sentence is not None:
             out.update({f"fb_{side}": len(m) + 1 for side, m in self.fallback_mean.items()})
+        if self.topics is not None:
+            out.update({f"topic_{side}": self.topics.n_components + 1 for side in SIDES})
         return out
 
     @property
@@ -274,6 +293,8 @@ class TextFeaturizer:
                 mean = torch.from_numpy(np.r_[self.fallback_mean[side], 0.0].astype(np.float32)).to(device)
                 warm = (batch[f"cold_{side}"] == WARM).unsqueeze(1)
                 batch[f"fb_{side}"] = torch.where(warm, mean, tensors["sent"][idx])
+            if "topic" in tensors:
+                batch[f"topic_{side}"] = tensors["topic"][idx]
             if "tokens" in tensors:
                 batch[f"tok_{side}"] = tensors["tokens"][idx].long()
         return batch
@@ -302,6 +323,8 @@ class TextFeaturizer:
             self.whitening.save(directory, "whiten")
         for side, mean in self.fallback_mean.items():
             np.save(directory / f"fallback_{side}_mean.npy", mean)
+        if self.topics is not None:
+            self.topics.save(directory / "topics")
         if self.vocab is not None:
             self.vocab.save(directory / "token_vocab.json")
         return directory
@@ -318,6 +341,8 @@ class TextFeaturizer:
         if self.sentence is not None:
             for side in SIDES:
                 self.fallback_mean[side] = np.load(directory / f"fallback_{side}_mean.npy")
+        if self.cfg.topics:
+            self.topics = TextComponents.load(directory / "topics")
         if self.cfg.tokens:
             self.vocab = TokenVocab.load(directory / "token_vocab.json")
         self.fitted = True

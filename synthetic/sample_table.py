@@ -5,6 +5,10 @@ point-in-time rules (history features of day D count days < D only), without
 needing Spark: users and items with their own click propensity and a skewed
 popularity, scene base rates and a scene-specific effect of one deep feature,
 and new users and items arriving every day, so later days carry unseen ids.
+Each user and item has one of `TOPICS`, written into its text. Two effects that
+only the text carries for ids without history can be planted: `topic_effect`
+scales a per-topic offset of the item's click logit (from -1 to +1), and
+`topic_affinity` is added where the user's topic is the item's.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ SCENE_BASE_LOGIT = np.array([-2.4, -1.6, -1.0, -2.0, -0.6])
 SCENE_DEEP_EFFECT = np.array([1.0, -0.8, 0.6, -0.4, 0.0])
 
 
+TOPICS = np.array(["travel", "food", "games", "finance", "music", "sports", "health", "books"])
+TOPIC_OFFSET = np.linspace(-1.0, 1.0, len(TOPICS))
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
 def make_samples(
     rows_per_day: int = 3000, days: int = 6, seed: int = 0, start: str = "2024-03-01",
-    n_scenes: int = 5, new_share: float = 0.25,
+    n_scenes: int = 5, new_share: float = 0.25, topic_effect: float = 0.0, topic_affinity: float = 0.0,
 ) -> tuple[list[pa.Table], np.ndarray]:
     """One Arrow table per day (without the `date` partition column) and the true click probabilities."""
     rng = np.random.default_rng(seed)
@@ -58,7 +66,9 @@ def make_samples(
         i = pick(item_pop, item_birth, rows_per_day)
         s = item_scene[i]
         deep = rng.normal(0, 1, (rows_per_day, N_DEEP))
-        p = _sigmoid(SCENE_BASE_LOGIT[s] + user_eff[u] + item_eff[i] + SCENE_DEEP_EFFECT[s] * deep[:, 0])
+        match = (u % len(TOPICS)) == (i % len(TOPICS))
+        p = _sigmoid(SCENE_BASE_LOGIT[s] + user_eff[u] + item_eff[i] + SCENE_DEEP_EFFECT[s] * deep[:, 0]
+                     + topic_effect * TOPIC_OFFSET[i % len(TOPICS)] + topic_affinity * match)
         for k, v in (("day", np.full(rows_per_day, d)), ("user", u), ("item", i), ("scene", s),
                      ("label", (rng.random(rows_per_day) < p).astype(int)), ("deep", deep), ("p", p)):
             rec[k].append(v)
@@ -125,7 +135,6 @@ def make_samples(
     for k in range(N_DEEP):
         cols[f"deep_features_{k}"] = r["deep"][:, k]
 
-    topics = np.array(["travel", "food", "games", "finance", "music", "sports", "health", "books"])
     tables = []
     for d in range(days):
         m = r["day"] == d
@@ -149,8 +158,8 @@ def make_samples(
             data[c] = pa.array(cols[c][m])
         for prefix in ("u", "i", "ui"):
             data[f"{prefix}_last_hist_date"] = last_date(cols[f"{prefix}_last"])
-        user_topic = topics[r["user"][m] % len(topics)]
-        item_topic = topics[r["item"][m] % len(topics)]
+        user_topic = TOPICS[r["user"][m] % len(TOPICS)]
+        item_topic = TOPICS[r["item"][m] % len(TOPICS)]
         text = {
             "bill_entity_seq": user_topic,
             "service_entity_seq": np.char.add(user_topic, ",deals"),

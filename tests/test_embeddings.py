@@ -292,3 +292,33 @@ def test_save_and_load_give_the_same_blocks(fitted, tmp_path):
     assert loaded.widths == fitted.widths
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=1e-6)
+
+
+# -- text components ----------------------------------------------------------------------------
+
+def test_text_components_are_fitted_on_training_texts_in_one_space_and_survive_save(tmp_path):
+    cfg = {"vectors": False, "fallback": False, "topics": True, "topic_dim": 6, "cache_dir": ""}
+    train, val = split(samples(val_text=" with a completely different validation title"))
+    feat = fit(cfg, train)
+    assert feat.widths == {"topic_user": 7, "topic_item": 7}
+    vocabulary = set(feat.topics.tfidf.vocabulary_)
+    assert "coffee" in vocabulary and "completely" not in vocabulary  # validation words unseen
+    both = pa.concat_tables([train, val])
+    out = blocks(feat, both)
+    assert set(out) == {"topic_user", "topic_item", "cold_user", "cold_item"}
+
+    # each row carries the components of its own text; user and item sides share the space
+    texts = {"user": user_texts(both), "item": item_texts(both)}
+    for side in ("user", "item"):
+        present = np.array([bool(t) for t in texts[side]])
+        np.testing.assert_allclose(out[f"topic_{side}"][present, :-1],
+                                   feat.topics.transform([t for t in texts[side] if t]), atol=1e-6)
+        assert (out[f"topic_{side}"][~present] == np.r_[np.zeros(6), 1.0]).all()
+    assert (~np.array([bool(t) for t in texts["item"]])).any()  # the "no text" case is exercised
+
+    feat.save(tmp_path)
+    loaded = TextFeaturizer.load(tmp_path)
+    loaded.counts = feat.counts
+    again = blocks(loaded, both)
+    for name in out:
+        np.testing.assert_array_equal(out[name], again[name])

@@ -77,8 +77,10 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")
     opt("report", "write report.html into the run directory at the end", action="store_true")
-    g = p.add_argument_group("content (on for fusion; --tokens / --text / --fallback add it to dnn, mmoe, ple)")
+    g = p.add_argument_group("content (on for fusion; --tokens / --topics / --text / --fallback add it to dnn, mmoe, ple)")
     opt("tokens", "content ids: entity tokens and title words, one table shared by user and item",
+        action="store_true", group=g)
+    opt("topics", "TF-IDF -> SVD components of the user and item text, fitted on the training days",
         action="store_true", group=g)
     opt("text", "whitened encoder vectors of the user and item text", action="store_true", group=g)
     opt("fallback", "also fallback sentence vectors for zero/few users and items", action="store_true", group=g)
@@ -86,6 +88,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("token_max_vocab", "most frequent tokens kept", type=positive, group=g)
     opt("token_buckets", "shared hash buckets for rare and unseen tokens", type=positive, group=g)
     opt("tokens_per_field", "tokens kept per text field", type=positive, group=g)
+    opt("topic_dim", "text components (TF-IDF -> SVD) per text", type=positive, group=g)
     g.add_argument("--text-model", metavar="NAME_OR_PATH", help="text encoder (default: the bundled all-MiniLM-L6-v2)")
     opt("pooling", "token pooling of the text encoder", choices=["last4-mean", "first-last-avg"], group=g)
     opt("whiten_dim", "whitened vector width", type=positive, group=g)

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embeddings.topics import N_COMPONENTS
+
 
 def default_table_path() -> Path:
     return Path(os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")) / "m2ctr.db" / "training_samples"
@@ -45,14 +47,16 @@ class FitConfig:
     max_vocab: int = 200_000
     hash_buckets: int = 4096
     shuffle_buffer: int = 262_144
-    # -- content: token ids, encoder vectors, fallback vectors
+    # -- content: token ids, text components, encoder vectors, fallback vectors
     tokens: bool = False
+    topics: bool = False
     text: bool = False
     fallback: bool = False
     token_min_count: int = 3
     token_max_vocab: int = 100_000
     token_buckets: int = 2048
     tokens_per_field: int = 16
+    topic_dim: int = N_COMPONENTS
     text_model: str | None = None
     pooling: str = "last4-mean"
     whiten_dim: int = 128

@@ -32,8 +32,10 @@ RUNGS = {
     "ple": {"model": "ple"},
     "dnn+tokens": {"model": "dnn", "tokens": True},
     "mmoe+tokens": {"model": "mmoe", "tokens": True},
-    "mmoe+tokens+text": {"model": "mmoe", "tokens": True, "text": True},
-    "mmoe+tokens+text+fallback": {"model": "mmoe", "tokens": True, "text": True, "fallback": True},
+    "mmoe+tokens+topics": {"model": "mmoe", "tokens": True, "topics": True},
+    "mmoe+tokens+topics+text": {"model": "mmoe", "tokens": True, "topics": True, "text": True},
+    "mmoe+tokens+topics+text+fallback": {"model": "mmoe", "tokens": True, "topics": True, "text": True,
+                                         "fallback": True},
     "fusion": {"model": "fusion"},  # the same content side, plus the gate
     "lightgbm": {"peer": "lightgbm"},
     "lightgbm+text": {"peer": "lightgbm", "text": True},

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from embeddings.topics import N_COMPONENTS, TextComponents
 from m2ctr.schema import (
     DENSE_COLUMNS,
     ITEM_TEXT_COLUMNS,
@@ -40,7 +41,6 @@ from .artifacts import atomic_path, write_json
 from .data import Table, TrainerError, stable_hash
 
 TEXT_SIDES = {"user": USER_TEXT_COLUMNS, "item": ITEM_TEXT_COLUMNS}
-SVD_COMPONENTS = 32
 PARTS = ("train", "val", "test")
 TRUTH_KEYS = ("user_id", "item_id", "log_ts")
 
@@ -203,54 +203,11 @@ class Slicer:
 # ---------------------------------------------------------------------------- text components
 
 
-class TextComponents:
-    """TF-IDF over words, then TruncatedSVD, fitted on one side's distinct training-day texts.
-
-    Each distinct text counts once (a user's fixed sequences are not weighted by activity). With
-    fewer words than components the missing components are zero, so the column count is fixed.
-    """
-
-    def __init__(self, n_components: int = SVD_COMPONENTS, seed: int = 0):
-        self.n_components = n_components
-        self.seed = seed
-
-    def fit(self, texts: list[str]) -> TextComponents:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        # min_df=1: counts are over distinct texts, where a topic word may sit in a single one
-        self.tfidf = TfidfVectorizer(max_features=100_000, sublinear_tf=True, dtype=np.float32)
-        try:
-            x = self.tfidf.fit_transform(texts)
-        except ValueError:  # sklearn: "empty vocabulary"
-            raise TrainerError("text features: the training days' text holds no word") from None
-        k = min(self.n_components, x.shape[1] - 1, x.shape[0] - 1)
-        if k < 1:
-            raise TrainerError(
-                f"text features: too few distinct texts or words on the training days ({x.shape})"
-            )
-        self.svd = TruncatedSVD(k, algorithm="randomized", random_state=self.seed).fit(x)
-        return self
-
-    def transform(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.n_components), np.float32)
-        if texts:
-            out[:, : self.svd.n_components] = self.svd.transform(self.tfidf.transform(texts))
-        return out
-
-    def save(self, path: Path) -> None:
-        """Vocabulary as JSON, idf and components as .npz: nothing is pickled."""
-        words = sorted(self.tfidf.vocabulary_, key=self.tfidf.vocabulary_.get)
-        path.with_suffix(".json").write_text(
-            json.dumps({"words": words, "n_components": self.n_components})
-        )
-        np.savez(path.with_suffix(".npz"), idf=self.tfidf.idf_, components=self.svd.components_)
-
-
 def fit_text(train: Part, seed: int) -> dict[str, TextComponents]:
-    return {
-        side: TextComponents(seed=seed).fit(uniq.texts) for side, (uniq, _) in train.text.items()
-    }
+    try:
+        return {side: TextComponents(seed=seed).fit(uniq.texts) for side, (uniq, _) in train.text.items()}
+    except ValueError as e:
+        raise TrainerError(str(e)) from None
 
 
 def text_features(part: Part, fitted: dict[str, TextComponents]) -> np.ndarray:
@@ -266,7 +223,7 @@ def text_features(part: Part, fitted: dict[str, TextComponents]) -> np.ndarray:
 def feature_names(text: bool) -> list[str]:
     names = [*DENSE_COLUMNS, "scene"]
     if text:
-        names += [f"{side}_text_svd_{k}" for side in TEXT_SIDES for k in range(SVD_COMPONENTS)]
+        names += [f"{side}_text_svd_{k}" for side in TEXT_SIDES for k in range(N_COMPONENTS)]
     return names
 
 

@@ -179,15 +179,16 @@ class Prepared:
 
 
 def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
-    """The content side a run uses, or None: tokens, vectors and fallback vectors."""
+    """The content side a run uses, or None: tokens, text components, vectors and fallback vectors."""
     vectors = cfg.text or uses_text
     fallback = cfg.fallback or uses_text
     tokens = cfg.tokens or uses_text
+    topics = cfg.topics or uses_text
     if cfg.fallback and not vectors:
         raise TrainerError("--fallback needs --text (or a model that uses text)")
-    if not (vectors or tokens):
+    if not (vectors or tokens or topics):
         return None
-    return {"vectors": vectors, "fallback": fallback, "tokens": tokens,
+    return {"vectors": vectors, "fallback": fallback, "tokens": tokens, "topics": topics, "topic_dim": cfg.topic_dim,
             "text_model": cfg.text_model, "pooling": cfg.pooling, "whiten_dim": cfg.whiten_dim,
             "sentence_model": cfg.sentence_model, "cache_dir": cfg.cache_dir,
             "token_min_count": cfg.token_min_count, "token_max_vocab": cfg.token_max_vocab,

@@ -3,7 +3,8 @@
     mmoe_logit    = MMoE(ids, dense)                                   [B, S]
     content       = [tokens: pooled fields, u_tok * i_tok, u_tok . i_tok,
                      text_user, text_item, text_user * text_item, cos(text_user, text_item),
-                     fb_user, fb_item, fb_user * fb_item, cos(fb_user, fb_item), cold buckets]
+                     fb_user, fb_item, fb_user * fb_item, cos(fb_user, fb_item),
+                     topic_user, topic_item, topic_user * topic_item, cos(...), cold buckets]
     content_logit = one small MLP per scene over `content`             [B, S]
     alpha         = sigmoid(gate(content))                             [B, S], in (0, 1)
     logit         = (1 - alpha) * mmoe_logit + alpha * content_logit
@@ -11,7 +12,8 @@
 The content ids (entities and title words, one table for both sides) carry the topic signal
 that frozen sentence vectors of short entity lists separate only weakly; the whitened vectors and
 the fallback vectors (sentence vectors for zero/few ids) add what a pretrained encoder knows about
-words never seen in training. User and item vectors share one space, so their product and cosine
+words never seen in training; the text components (TF-IDF -> SVD over the training texts of both
+sides) are the same topic signal as dense, unsupervised coordinates that need no learning. User and item vectors share one space, so their product and cosine
 are a direct match signal. The backbone sees the tabular features only (`backbone_text=True` also
 feeds it the vector blocks). The gate sees only the content side, so it can lean on content where
 the ids carry little (new users and items) and on the backbone where history exists; its bias
@@ -34,8 +36,8 @@ from m2ctr.schema import COLD_BUCKETS
 from .layers import TokenPooling, merge_hparams, mlp, towers
 from .mmoe import MMoE
 
-VECTOR_BLOCKS = ("text_user", "text_item", "fb_user", "fb_item")
-PAIRS = (("text_user", "text_item"), ("fb_user", "fb_item"))
+VECTOR_BLOCKS = ("text_user", "text_item", "fb_user", "fb_item", "topic_user", "topic_item")
+PAIRS = (("text_user", "text_item"), ("fb_user", "fb_item"), ("topic_user", "topic_item"))
 COLD_KEYS = ("cold_user", "cold_item")
 
 
