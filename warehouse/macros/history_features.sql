@@ -16,18 +16,7 @@
 {% macro entity_history(daily_model, state_model, key, prefix, as_of=false) %}
 {%- set plan = build_plan() -%}
 {%- set start = date_literal(plan.rebuild_from) -%}
-with daily as (
-
-    select * from {{ ref(daily_model) }}
-    where {{ date_range('date', plan.window_from, plan.last_date) }}
-
-),
-
-state as (
-
-    select * from {{ ref(state_model) }}
-
-),
+with {{ history_inputs(daily_model, state_model, plan.window_from, plan.last_date) }},
 
 {%- if not as_of %}
 
@@ -166,19 +155,11 @@ select * from final
   rebuild_from.
 -#}
 {% macro entity_state(daily_model, snapshot_model, key, prefix) %}
-{%- set plan = build_plan() -%}
-{%- set snapshot = previous_relation(snapshot_model) -%}
-{%- set snapshot_as_of = snapshot_date(snapshot, 'scene = ' ~ scenes()[0]) -%}
-{%- set carry = snapshot_as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= snapshot_as_of -%}
-with daily as (
-
-    select * from {{ ref(daily_model) }}
-    where {{ date_range('date', snapshot_as_of if carry else none, plan.rebuild_from, below_end=true) }}
-
-),
+{%- set carry = carried_snapshot(snapshot_model, 'scene = ' ~ scenes()[0]) -%}
+with {{ daily_input(daily_model, carry.since, carry.until, below_end=true) }},
 
 carried as (
-    {%- if carry %}
+    {%- if carry.snapshot %}
 
     select
         {{ key }},
@@ -190,7 +171,7 @@ carried as (
         {%- endfor %}
         date_sub(date, {{ prefix }}_days_since_first) as first_date,
         {{ prefix }}_last_hist_date as last_date
-    from {{ snapshot }}
+    from {{ carry.snapshot }}
     where scene = {{ scenes()[0] }} and {{ key }} is not null and {{ prefix }}_has_history = 1
 
     union all
@@ -229,6 +210,48 @@ final as (
 
 select * from final
 {% endmacro %}
+
+
+{#-
+  The inputs of a history macro as two CTEs: `daily`, the daily aggregates with start <= date <= end,
+  and `state`, the state at the start of rebuild_from.
+-#}
+{% macro history_inputs(daily_model, state_model, start, end) -%}
+{{ daily_input(daily_model, start, end) }},
+
+state as (
+
+    select * from {{ ref(state_model) }}
+
+)
+{%- endmacro %}
+
+
+{#- The CTE `daily`: the daily aggregates with start <= date <= end (< end with below_end). -#}
+{% macro daily_input(daily_model, start, end, below_end=false) -%}
+daily as (
+
+    select * from {{ ref(daily_model) }}
+    where {{ date_range('date', start, end, below_end=below_end) }}
+
+)
+{%- endmacro %}
+
+
+{#-
+  What a state macro sums: `snapshot`, the previous snapshot when nothing before its as-of day is
+  rebuilt (else none), plus the daily aggregates of days `since` (its as-of day; none: from the
+  first day) to before `until` (rebuild_from).
+-#}
+{% macro carried_snapshot(snapshot_model, where='true') -%}
+  {%- set plan = build_plan() -%}
+  {%- set snapshot = previous_relation(snapshot_model) -%}
+  {%- set as_of = snapshot_date(snapshot, where) -%}
+  {%- if as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= as_of -%}
+    {{- return({'snapshot': snapshot, 'since': as_of, 'until': plan.rebuild_from}) -}}
+  {%- endif -%}
+  {{- return({'snapshot': none, 'since': none, 'until': plan.rebuild_from}) -}}
+{%- endmacro %}
 
 
 {#- The as-of day of a previous snapshot ('YYYY-MM-DD'), or none when there is none or it is empty. -#}

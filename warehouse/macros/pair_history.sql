@@ -7,18 +7,7 @@
 {% macro pair_history(daily_model, state_model, as_of=false) %}
 {%- set plan = build_plan() -%}
 {%- set start = date_literal(plan.rebuild_from) -%}
-with daily as (
-
-    select * from {{ ref(daily_model) }}
-    where {{ date_range('date', plan.rebuild_from, plan.last_date) }}
-
-),
-
-state as (
-
-    select * from {{ ref(state_model) }}
-
-),
+with {{ history_inputs(daily_model, state_model, plan.rebuild_from, plan.last_date) }},
 
 timeline as (
 
@@ -95,22 +84,14 @@ select * from final
 
 {#- The pair's impressions, clicks and last day with impressions before rebuild_from (see entity_state). -#}
 {% macro pair_state(daily_model, snapshot_model) %}
-{%- set plan = build_plan() -%}
-{%- set snapshot = previous_relation(snapshot_model) -%}
-{%- set snapshot_as_of = snapshot_date(snapshot) -%}
-{%- set carry = snapshot_as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= snapshot_as_of -%}
-with daily as (
-
-    select * from {{ ref(daily_model) }}
-    where {{ date_range('date', snapshot_as_of if carry else none, plan.rebuild_from, below_end=true) }}
-
-),
+{%- set carry = carried_snapshot(snapshot_model) -%}
+with {{ daily_input(daily_model, carry.since, carry.until, below_end=true) }},
 
 carried as (
-    {%- if carry %}
+    {%- if carry.snapshot %}
 
     select user_id, item_id, ui_imp_hist as imp, ui_clk_hist as clk, ui_last_hist_date as last_date
-    from {{ snapshot }}
+    from {{ carry.snapshot }}
     where user_id is not null and ui_has_history = 1
 
     union all

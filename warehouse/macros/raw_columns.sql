@@ -13,6 +13,11 @@
   {{- return(cols) -}}
 {%- endmacro %}
 
+{#- The text and deep feature columns that stg_impressions and training_samples pass through as they are, as a select list. -#}
+{% macro payload_columns() -%}
+  {{- (text_columns() + deep_feature_columns()) | join(',\n        ') -}}
+{%- endmacro %}
+
 {% macro scenes() -%}
   {{- return(var('scenes')) -}}
 {%- endmacro %}

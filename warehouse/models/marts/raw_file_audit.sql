@@ -10,7 +10,6 @@
 -- depends_on: {{ ref('user_features_snapshot') }}
 -- depends_on: {{ ref('item_features_snapshot') }}
 -- depends_on: {{ ref('user_item_snapshot') }}
-{%- set plan = build_plan() %}
 
 with files as (
 
@@ -19,31 +18,10 @@ with files as (
 
 ),
 
-parsed as (
+-- The counts assert_raw_records_conserved checks, from the same macro.
+counts as (
 
-    select source_file, count(*) as records
-    from {{ ref('base_raw_impressions') }}
-    where not is_header
-    group by source_file
-
-),
-
-staged as (
-
-    select source_file, count(*) as staged, array_sort(collect_set(date)) as dates
-    from {{ ref('stg_impressions') }}
-    where {{ in_list('date', plan.restaged, plan.full, dates=true) }}
-        and {{ in_list('source_file', plan.batch_files, plan.full) }}
-    group by source_file
-
-),
-
-quarantined as (
-
-    select source_file, count(*) as quarantined
-    from {{ ref('quarantine_impressions') }}
-    where {{ in_list('source_file', plan.batch_files, plan.full) }}
-    group by source_file
+    {{ file_record_counts() | indent(4) }}
 
 ),
 
@@ -55,22 +33,18 @@ counted as (
         files.file_path,
         files.modification_time,
         files.size_bytes,
-        coalesce(parsed.records, 0) as records,
-        coalesce(staged.staged, 0) as staged,
-        coalesce(quarantined.quarantined, 0) as quarantined,
-        coalesce(staged.dates, cast(array() as array<date>)) as dates,
+        coalesce(counts.records, 0) as records,
+        coalesce(counts.staged, 0) as staged,
+        coalesce(counts.quarantined, 0) as quarantined,
+        coalesce(counts.dates, cast(array() as array<date>)) as dates,
         files.previous_records,
         files.previous_staged,
         files.previous_quarantined,
         files.previous_dates,
         files.previous_loaded_at
     from files
-    left join parsed
-        on files.source_file = parsed.source_file
-    left join staged
-        on files.source_file = staged.source_file
-    left join quarantined
-        on files.source_file = quarantined.source_file
+    left join counts
+        on files.source_file = counts.source_file
 
 ),
 

@@ -84,12 +84,7 @@ final as (
         u_last_hist_date,
         i_last_hist_date,
         ui_last_hist_date,
-        {%- for c in text_columns() %}
-        {{ c }},
-        {%- endfor %}
-        {%- for c in deep_feature_columns() %}
-        {{ c }},
-        {%- endfor %}
+        {{ payload_columns() }},
         date
     from joined
 

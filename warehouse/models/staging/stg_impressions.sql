@@ -23,12 +23,7 @@ final as (
         item_id,
         label,
         log_ts,
-        {%- for c in text_columns() %}
-        {{ c }},
-        {%- endfor %}
-        {%- for c in deep_feature_columns() %}
-        {{ c }},
-        {%- endfor %}
+        {{ payload_columns() }},
         source_file,
         date,
         scene
