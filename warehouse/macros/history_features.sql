@@ -11,11 +11,14 @@
 
   Query rows, where features are read off: as_of=false, every day from rebuild_from on with
   impressions of the entity (the mart); as_of=true, every entity on the day after the last day with
-  data (the snapshot). On a full build the state is empty and every day is a query day.
+  data (the snapshot; the windows are then aggregates per entity, see over_frame). On a full build
+  the state is empty and every day is a query day.
 -#}
 {% macro entity_history(daily_model, state_model, key, prefix, as_of=false) %}
 {%- set plan = build_plan() -%}
 {%- set start = date_literal(plan.rebuild_from) -%}
+{%- set as_of_date = date_literal(plan.as_of) -%}
+{%- set query_day = as_of_date if as_of else none -%}
 with {{ history_inputs(daily_model, state_model, plan.window_from, plan.last_date) }},
 
 {%- if not as_of %}
@@ -67,27 +70,6 @@ timeline as (
         if(date >= {{ start }}, date, null),
         if(date >= {{ start }}, date, null)
     from daily
-    {%- if as_of %}
-
-    union all
-
-    select
-        {{ key }},
-        unix_date({{ date_literal(plan.as_of) }}),
-        {{ date_literal(plan.as_of) }},
-        true,
-        0, 0, 0, 0,
-        {%- for s in scenes() %}
-        0, 0,
-        {%- endfor %}
-        null,
-        null
-    from (
-        select {{ key }} from state
-        union
-        select {{ key }} from daily where date >= {{ start }}
-    )
-    {%- endif %}
 
 ),
 
@@ -95,19 +77,22 @@ windowed as (
 
     select
         {{ key }},
-        date,
-        is_query,
-        sum(imp_in_7d) over last_7_days as imp_7d,
-        sum(clk_in_7d) over last_7_days as clk_7d,
-        sum(imp_in_cum) over before_day as imp_cum,
-        sum(clk_in_cum) over before_day as clk_cum,
+        {{ as_of_date if as_of else 'date' }} as date,
+        {{ 'true' if as_of else 'is_query' }} as is_query,
+        {{ over_frame('sum', 'imp_in_7d', 'last_7_days', query_day) }} as imp_7d,
+        {{ over_frame('sum', 'clk_in_7d', 'last_7_days', query_day) }} as clk_7d,
+        {{ over_frame('sum', 'imp_in_cum', 'before_day', query_day) }} as imp_cum,
+        {{ over_frame('sum', 'clk_in_cum', 'before_day', query_day) }} as clk_cum,
         {%- for s in scenes() %}
-        sum(imp_in_cum_s{{ s }}) over before_day as imp_cum_s{{ s }},
-        sum(clk_in_cum_s{{ s }}) over before_day as clk_cum_s{{ s }},
+        {{ over_frame('sum', 'imp_in_cum_s' ~ s, 'before_day', query_day) }} as imp_cum_s{{ s }},
+        {{ over_frame('sum', 'clk_in_cum_s' ~ s, 'before_day', query_day) }} as clk_cum_s{{ s }},
         {%- endfor %}
-        min(first_in) over before_day as first_hist_date,
-        max(last_in) over before_day as last_hist_date
+        {{ over_frame('min', 'first_in', 'before_day', query_day) }} as first_hist_date,
+        {{ over_frame('max', 'last_in', 'before_day', query_day) }} as last_hist_date
     from timeline
+    {%- if as_of %}
+    group by {{ key }}
+    {%- else %}
     window
         last_7_days as (
             partition by {{ key }} order by day_number
@@ -117,6 +102,7 @@ windowed as (
             partition by {{ key }} order by day_number
             range between unbounded preceding and 1 preceding
         )
+    {%- endif %}
 
 ),
 
@@ -156,6 +142,9 @@ select * from final
 -#}
 {% macro entity_state(daily_model, snapshot_model, key, prefix) %}
 {%- set carry = carried_snapshot(snapshot_model, 'scene = ' ~ scenes()[0]) -%}
+{%- set totals = [('imp', 'sum'), ('clk', 'sum')] -%}
+{%- for s in scenes() -%}{%- do totals.extend([('imp_s' ~ s, 'sum'), ('clk_s' ~ s, 'sum')]) -%}{%- endfor -%}
+{%- do totals.extend([('first_date', 'min'), ('last_date', 'max')]) -%}
 with {{ daily_input(daily_model, carry.since, carry.until, below_end=true) }},
 
 carried as (
@@ -191,25 +180,24 @@ carried as (
 
 ),
 
-final as (
-
-    select
-        {{ key }},
-        sum(imp) as imp,
-        sum(clk) as clk,
-        {%- for s in scenes() %}
-        sum(imp_s{{ s }}) as imp_s{{ s }},
-        sum(clk_s{{ s }}) as clk_s{{ s }},
-        {%- endfor %}
-        min(first_date) as first_date,
-        max(last_date) as last_date
-    from carried
-    group by {{ key }}
-
-)
+{{ state_totals(carry, [key], totals) }}
 
 select * from final
 {% endmacro %}
+
+
+{#-
+  An aggregate over a frame of a history timeline: `fn(column) over frame` on every row. With
+  query_day (the snapshot: one query row per key, on the day after every day of the timeline) each
+  frame of that row holds every row of the key (last_7_days: those of the 7 days before it), so a
+  plain aggregate grouped by the key gives the same value, without a sort or any query rows.
+-#}
+{% macro over_frame(fn, column, frame, query_day=none) -%}
+  {%- if query_day is none -%}{{ fn }}({{ column }}) over {{ frame }}
+  {%- elif frame == 'last_7_days' -%}{{ fn }}(if(day_number >= unix_date({{ query_day }}) - 7, {{ column }}, null))
+  {%- else -%}{{ fn }}({{ column }})
+  {%- endif -%}
+{%- endmacro %}
 
 
 {#-
@@ -241,16 +229,43 @@ daily as (
 {#-
   What a state macro sums: `snapshot`, the previous snapshot when nothing before its as-of day is
   rebuilt (else none), plus the daily aggregates of days `since` (its as-of day; none: from the
-  first day) to before `until` (rebuild_from).
+  first day) to before `until` (rebuild_from); `alone`: there are no such days (the daily run
+  after the snapshot's last day), the state is the snapshot's rows as they are.
 -#}
 {% macro carried_snapshot(snapshot_model, where='true') -%}
   {%- set plan = build_plan() -%}
   {%- set snapshot = previous_relation(snapshot_model) -%}
   {%- set as_of = snapshot_date(snapshot, where) -%}
   {%- if as_of is not none and plan.rebuild_from is not none and plan.rebuild_from >= as_of -%}
-    {{- return({'snapshot': snapshot, 'since': as_of, 'until': plan.rebuild_from}) -}}
+    {{- return({'snapshot': snapshot, 'since': as_of, 'until': plan.rebuild_from,
+                'alone': as_of == plan.rebuild_from}) -}}
   {%- endif -%}
-  {{- return({'snapshot': none, 'since': none, 'until': plan.rebuild_from}) -}}
+  {{- return({'snapshot': none, 'since': none, 'until': plan.rebuild_from, 'alone': false}) -}}
+{%- endmacro %}
+
+
+{#-
+  The CTE `final` of a state macro: the rows of `carried` summed per key, each (column, aggregate)
+  of `totals`; the rows as they are when the snapshot alone is carried (one row per key already,
+  so no shuffle of every key).
+-#}
+{% macro state_totals(carry, keys, totals) -%}
+final as (
+    {%- if carry.alone %}
+
+    select * from carried
+    {%- else %}
+
+    select
+        {{ keys | join(',\n        ') }},
+        {%- for column, fn in totals %}
+        {{ fn }}({{ column }}) as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from carried
+    group by {{ keys | join(', ') }}
+    {%- endif %}
+
+)
 {%- endmacro %}
 
 

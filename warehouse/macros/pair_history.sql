@@ -2,11 +2,14 @@
   History of a (user, item) pair, for the daily mart (as_of=false: every day from rebuild_from on
   with impressions of the pair) and the serving snapshot (as_of=true: every pair on the day after the
   last day with data). As in entity_history: the pair's state at the start of rebuild_from is one row
-  on the day before it, and a window over day numbers never includes the current day.
+  on the day before it, and a window over day numbers never includes the current day (for the
+  snapshot an aggregate per pair, see over_frame).
 -#}
 {% macro pair_history(daily_model, state_model, as_of=false) %}
 {%- set plan = build_plan() -%}
 {%- set start = date_literal(plan.rebuild_from) -%}
+{%- set as_of_date = date_literal(plan.as_of) -%}
+{%- set query_day = as_of_date if as_of else none -%}
 with {{ history_inputs(daily_model, state_model, plan.rebuild_from, plan.last_date) }},
 
 timeline as (
@@ -31,17 +34,6 @@ timeline as (
 
     select user_id, item_id, day_number, date, {{ 'false' if as_of else 'true' }}, imp, clk, date
     from daily
-    {%- if as_of %}
-
-    union all
-
-    select user_id, item_id, unix_date({{ date_literal(plan.as_of) }}), {{ date_literal(plan.as_of) }}, true, 0, 0, null
-    from (
-        select user_id, item_id from state
-        union
-        select user_id, item_id from daily
-    )
-    {%- endif %}
 
 ),
 
@@ -50,16 +42,20 @@ windowed as (
     select
         user_id,
         item_id,
-        date,
-        is_query,
-        sum(imp) over before_day as imp_hist,
-        sum(clk) over before_day as clk_hist,
-        max(last_in) over before_day as last_hist_date
+        {{ as_of_date if as_of else 'date' }} as date,
+        {{ 'true' if as_of else 'is_query' }} as is_query,
+        {{ over_frame('sum', 'imp', 'before_day', query_day) }} as imp_hist,
+        {{ over_frame('sum', 'clk', 'before_day', query_day) }} as clk_hist,
+        {{ over_frame('max', 'last_in', 'before_day', query_day) }} as last_hist_date
     from timeline
+    {%- if as_of %}
+    group by user_id, item_id
+    {%- else %}
     window before_day as (
         partition by user_id, item_id order by day_number
         range between unbounded preceding and 1 preceding
     )
+    {%- endif %}
 
 ),
 
@@ -102,18 +98,7 @@ carried as (
 
 ),
 
-final as (
-
-    select
-        user_id,
-        item_id,
-        sum(imp) as imp,
-        sum(clk) as clk,
-        max(last_date) as last_date
-    from carried
-    group by user_id, item_id
-
-)
+{{ state_totals(carry, ['user_id', 'item_id'], [('imp', 'sum'), ('clk', 'sum'), ('last_date', 'max')]) }}
 
 select * from final
 {% endmacro %}
