@@ -10,7 +10,10 @@ quarantine table and no data tests.
 
 --incremental: the logs split into one `date=YYYY-MM-DD/` folder per day; a full build of all
 days, against an incremental run that adds the last day to a build of the days before it (and a
-run with nothing new).
+run with nothing new, after it), with the slowest nodes of the last-day run.
+
+Every timed build is printed with `load`, the mean 1-minute load average while it ran: on a
+shared machine the figures move with it, so compare builds made under the same load.
 
     .venv/bin/python bench/warehouse.py --rows 100000 1000000
     .venv/bin/python bench/warehouse.py --incremental --rows 100000 1000000
@@ -231,43 +234,69 @@ def run_duckdb(raw: Path, workdir: Path) -> tuple[float, int]:
     return seconds, rows
 
 
-def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict]:
-    """Seconds of one `dbt build` in a fresh process, and per-node seconds from run_results.json."""
+def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict, float]:
+    """One `dbt build` in a fresh process: its seconds, per-node seconds from run_results.json, and
+    the mean 1-minute load average while it ran (the machine may be shared: compare runs made under
+    the same load)."""
     env = dict(
         os.environ, CTR_RAW_PATH=str(raw), CTR_WAREHOUSE_DIR=str(warehouse), CTR_DBT_TARGET="local"
     )
     dbt = Path(sys.executable).with_name("dbt")
+    log = workdir / "dbt-build.out"
+    workdir.mkdir(parents=True, exist_ok=True)
+    loads = []
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            str(dbt),
-            "build",
-            "--profiles-dir",
-            str(ROOT),
-            "--target-path",
-            str(workdir / "target"),
-            "--log-path",
-            str(workdir / "logs"),
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                str(dbt),
+                "build",
+                "--profiles-dir",
+                str(ROOT),
+                "--target-path",
+                str(workdir / "target"),
+                "--log-path",
+                str(workdir / "logs"),
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        while True:
+            loads.append(os.getloadavg()[0])
+            try:
+                proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"dbt build failed on {raw}:\n{proc.stdout[-4000:]}")
+        sys.exit(f"dbt build failed on {raw}:\n{log.read_text()[-4000:]}")
     results = json.loads((workdir / "target" / "run_results.json").read_text())
     per_node = {r["unique_id"]: r["execution_time"] for r in results["results"]}
-    return seconds, per_node
+    return seconds, per_node, sum(loads) / len(loads)
 
 
 def generate(n: int, days: int, seed: int, out: Path) -> None:
     print(f"[{n:,} rows] generating into {out}", file=sys.stderr)
     subprocess.run(
-        [sys.executable, "-m", "synthetic", "generate", "--rows", str(n), "--days", str(days),
-         "--seed", str(seed), "--out", str(out), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "synthetic",
+            "generate",
+            "--rows",
+            str(n),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
         cwd=ROOT,
         check=True,
     )
@@ -280,7 +309,7 @@ def full_builds(args, base: Path) -> None:
         raw = workdir / "raw"
         generate(n, args.days, args.seed, raw)
         print(f"[{n:,} rows] dbt build", file=sys.stderr)
-        dbt_s, per_node = run_dbt(raw, workdir / "warehouse", workdir)
+        dbt_s, per_node, load = run_dbt(raw, workdir / "warehouse", workdir)
         models_s = sum(t for k, t in per_node.items() if k.startswith("model."))
         tests_s = sum(t for k, t in per_node.items() if k.startswith("test."))
         row = {
@@ -289,6 +318,7 @@ def full_builds(args, base: Path) -> None:
             "models_s": models_s,
             "tests_s": tests_s,
             "rows_per_s": n / dbt_s,
+            "load": load,
         }
         if not args.no_duckdb:
             print(f"[{n:,} rows] duckdb reference", file=sys.stderr)
@@ -296,13 +326,15 @@ def full_builds(args, base: Path) -> None:
             row.update(duckdb_s=duck_s, duckdb_rows=duck_rows, duckdb_rows_per_s=n / duck_s)
         table.append(row)
 
-    header = f"{'rows':>10} {'dbt build s':>12} {'models s':>9} {'tests s':>8} {'rows/s':>9}"
+    header = (
+        f"{'rows':>10} {'dbt build s':>12} {'load':>5} {'models s':>9} {'tests s':>8} {'rows/s':>9}"
+    )
     if not args.no_duckdb:
         header += f" {'duckdb s':>9} {'duckdb rows/s':>14}"
     print(header)
     for r in table:
         line = (
-            f"{r['rows']:>10,} {r['dbt_build_s']:>12.1f} {r['models_s']:>9.1f} "
+            f"{r['rows']:>10,} {r['dbt_build_s']:>12.1f} {r['load']:>5.1f} {r['models_s']:>9.1f} "
             f"{r['tests_s']:>8.1f} {r['rows_per_s']:>9,.0f}"
         )
         if not args.no_duckdb:
@@ -335,26 +367,37 @@ def incremental_builds(args, base: Path) -> None:
         days = split_by_day(workdir / "generated", workdir / "split")
         print(f"[{n:,} rows] full build of {len(days)} days", file=sys.stderr)
         _link_days(workdir / "split", days, workdir / "raw-full")
-        full_s, _ = run_dbt(workdir / "raw-full", workdir / "wh-full", workdir / "run-full")
+        full_s, _, full_load = run_dbt(
+            workdir / "raw-full", workdir / "wh-full", workdir / "run-full"
+        )
         print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
         raw = workdir / "raw-incremental"
         _link_days(workdir / "split", days[:-1], raw)
         run_dbt(raw, workdir / "wh-incremental", workdir / "run-first")
         print(f"[{n:,} rows] incremental run for {days[-1]}", file=sys.stderr)
         _link_days(workdir / "split", days[-1:], raw)
-        day_s, per_node = run_dbt(raw, workdir / "wh-incremental", workdir / "run-day")
+        day_s, per_node, day_load = run_dbt(raw, workdir / "wh-incremental", workdir / "run-day")
         print(f"[{n:,} rows] run with nothing new", file=sys.stderr)
-        noop_s, _ = run_dbt(raw, workdir / "wh-incremental", workdir / "run-noop")
-        slowest = sorted(per_node.items(), key=lambda kv: -kv[1])[:3]
-        table.append((n, full_s, day_s, noop_s, slowest))
+        noop_s, _, noop_load = run_dbt(raw, workdir / "wh-incremental", workdir / "run-noop")
+        slowest = sorted(per_node.items(), key=lambda kv: -kv[1])[:5]
+        table.append((n, full_s, full_load, day_s, day_load, noop_s, noop_load, slowest))
 
-    print(f"{'rows':>10} {'full build s':>13} {'last day s':>11} {'day/full':>9} {'nothing new s':>14}")
-    for n, full_s, day_s, noop_s, _ in table:
-        print(f"{n:>10,} {full_s:>13.1f} {day_s:>11.1f} {day_s / full_s:>9.2f} {noop_s:>14.1f}")
+    print(
+        f"{'rows':>10} {'full build s':>13} {'load':>5} {'last day s':>11} {'load':>5} "
+        f"{'day/full':>9} {'nothing new s':>14} {'load':>5}"
+    )
+    for n, full_s, full_load, day_s, day_load, noop_s, noop_load, _ in table:
+        print(
+            f"{n:>10,} {full_s:>13.1f} {full_load:>5.1f} {day_s:>11.1f} {day_load:>5.1f} "
+            f"{day_s / full_s:>9.2f} {noop_s:>14.1f} {noop_load:>5.1f}"
+        )
     for n, *_, slowest in table:
         names = ", ".join(f"{k.split('.')[-1]} {t:.1f}" for k, t in slowest)
         print(f"{n:,} rows, slowest nodes of the last-day run (s): {names}")
-    print("(each figure is one `dbt build` in a fresh process: JVM start, parse, models, tests)")
+    print(
+        "(each figure is one `dbt build` in a fresh process: JVM start, parse, models, tests; "
+        "load: the mean 1-minute load average while it ran)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
