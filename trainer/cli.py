@@ -168,6 +168,17 @@ def run_predict(args) -> None:
     predict(args.run_dir, args.table, args.out)
 
 
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `fit`")
+    p.add_argument("--out", required=True, help="directory to create: model.onnx and manifest.json")
+
+
+def run_export(args) -> None:
+    from .export import export
+
+    print(export(args.run_dir, args.out))
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_DIR|LADDER_DIR", help="a run directory or a ladder directory")
 
@@ -214,6 +225,8 @@ SUBCOMMANDS = {
                  add_evaluate_arguments, run_evaluate),
     "predict": ("write impression_id + click probability for every row of a table",
                 add_predict_arguments, run_predict),
+    "export": ("write the run's scoring graph as ONNX and a manifest of its inputs",
+               add_export_arguments, run_export),
     "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
                add_report_arguments, run_report),
     "serve": (SERVE_HELP, add_serve_arguments, run_serve),
