@@ -56,6 +56,9 @@
   the first node that reads them.
 -#}
 {% macro read_plan(direct, with_dates) -%}
+  {#- The refs come first: at parse time they make dbt order the model after the plan models. -#}
+  {%- set files_model = plan_model('stg_raw_files', direct) -%}
+  {%- set dates_model = plan_model('stg_build_dates', direct) if with_dates else none -%}
   {%- set plan = empty_plan() -%}
   {%- if not execute -%}{{ return(plan) }}{%- endif -%}
   {%- set cache_key = 'm2ctr_plan/' ~ invocation_id ~ '/' ~ target.schema ~ '/' ~ with_dates -%}
@@ -63,11 +66,11 @@
   {%- set query -%}
     select 'file', source_file, file_path, status,
         array_join(transform(previous_dates, d -> cast(d as string)), ','), null, null
-    from {{ plan_model('stg_raw_files', direct) }}
+    from {{ files_model }}
     {%- if with_dates %}
     union all
     select 'date', cast(date as string), null, null, null, restaged, live
-    from {{ plan_model('stg_build_dates', direct) }}
+    from {{ dates_model }}
     {%- endif %}
   {%- endset -%}
   {%- for row in run_query(query).rows | sort(attribute='1') -%}
