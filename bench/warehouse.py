@@ -322,12 +322,19 @@ def bench_size(args, n: int, workdir: Path) -> dict:
     if not days:
         days = split_by_day(generated, split)
     row: dict = {"rows": n, "days": len(days)}
+    if args.only != "daily":
+        full_build(args, n, workdir, split, days, row)
+    if args.only != "full":
+        daily_runs(n, workdir, split, days, row)
+    return row
+
+
+def full_build(args, n: int, workdir: Path, split: Path, days: list[str], row: dict) -> None:
     if not args.no_duckdb:
         print(f"[{n:,} rows] duckdb reference", file=sys.stderr)
-        row["duckdb_s"], _ = run_duckdb(generated, workdir)
-    for name in ("raw-full", "wh-full", "raw-daily", "wh-daily"):
+        row["duckdb_s"], _ = run_duckdb(workdir / "generated", workdir)
+    for name in ("raw-full", "wh-full"):
         shutil.rmtree(workdir / name, ignore_errors=True)
-
     print(f"[{n:,} rows] full build of {len(days)} days", file=sys.stderr)
     _link_days(split, days, workdir / "raw-full")
     row["full_s"], per_node, row["full_load"] = run_dbt(
@@ -336,6 +343,10 @@ def bench_size(args, n: int, workdir: Path) -> dict:
     row["full_slowest"] = _slowest(per_node)
     print(f"[{n:,} rows] full build {row['full_s']:.1f} s (load {row['full_load']:.1f})", file=sys.stderr)
 
+
+def daily_runs(n: int, workdir: Path, split: Path, days: list[str], row: dict) -> None:
+    for name in ("raw-daily", "wh-daily"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
     print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
     raw = workdir / "raw-daily"
     _link_days(split, days[:-1], raw)
@@ -349,35 +360,44 @@ def bench_size(args, n: int, workdir: Path) -> dict:
     print(f"[{n:,} rows] nothing new", file=sys.stderr)
     row["noop_s"], per_node, row["noop_load"] = run_dbt(raw, workdir / "wh-daily", workdir / "run-noop")
     row["noop_slowest"] = _slowest(per_node)
-    return row
 
 
 STEPS = {"full": "full build", "day": "new day", "noop": "nothing new"}
 
 
-def report(table: list[dict], duckdb: bool) -> None:
-    header = f"{'rows':>11} {'full build s':>13} {'load':>5}"
-    if duckdb:
-        header += f" {'duckdb s':>9} {'dbt/duckdb':>11}"
-    header += f" {'new day s':>10} {'load':>5} {'day/full':>9} {'nothing new s':>14} {'load':>5}"
-    print(header)
+def report(table: list[dict]) -> None:
+    columns = [  # (header, width, value of a row or None when not measured)
+        ("rows", 11, lambda r: f"{r['rows']:,}"),
+        ("full build s", 13, lambda r: f"{r['full_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['full_load']:.1f}"),
+        ("duckdb s", 9, lambda r: f"{r['duckdb_s']:.1f}"),
+        ("dbt/duckdb", 11, lambda r: f"{r['full_s'] / r['duckdb_s']:.0f}x"),
+        ("new day s", 10, lambda r: f"{r['day_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['day_load']:.1f}"),
+        ("day/full", 9, lambda r: f"{r['day_s'] / r['full_s']:.2f}"),
+        ("nothing new s", 14, lambda r: f"{r['noop_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['noop_load']:.1f}"),
+    ]
+
+    def cell(r, value):
+        try:
+            return value(r)
+        except KeyError:
+            return "-"
+
+    print(" ".join(f"{h:>{w}}" for h, w, _ in columns))
     for r in table:
-        line = f"{r['rows']:>11,} {r['full_s']:>13.1f} {r['full_load']:>5.1f}"
-        if duckdb:
-            line += f" {r['duckdb_s']:>9.1f} {r['full_s'] / r['duckdb_s']:>10.0f}x"
-        line += (
-            f" {r['day_s']:>10.1f} {r['day_load']:>5.1f} {r['day_s'] / r['full_s']:>9.2f}"
-            f" {r['noop_s']:>14.1f} {r['noop_load']:>5.1f}"
-        )
-        print(line)
+        print(" ".join(f"{cell(r, v):>{w}}" for _, w, v in columns))
     for r in table:
         print(f"{r['rows']:,} rows, slowest nodes (s)")
-        for step in ("full", "day", "noop"):
-            print(f"  {STEPS[step]:>11}: {r[step + '_slowest']}")
+        for step, name in STEPS.items():
+            if f"{step}_slowest" in r:
+                print(f"  {name:>11}: {r[step + '_slowest']}")
     print(
         "(each dbt figure is one `dbt build` in a fresh process: JVM start, parse, models, tests; "
         "load: the mean 1-minute load average while it ran; dbt/duckdb: full build over the "
-        "DuckDB reference)"
+        "DuckDB reference; new day and nothing new beside the same DuckDB reference, which has no "
+        "incremental run)"
     )
 
 
@@ -400,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: a new temporary directory)",
     )
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference")
+    parser.add_argument(
+        "--only",
+        choices=("full", "daily"),
+        default=None,
+        help="only the full build (and DuckDB), or only the daily runs (new day, nothing new)",
+    )
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.rows) or args.users < 1 or args.items < 1:
         parser.error("--rows, --users and --items must be positive")
@@ -407,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days must be 2 or more (the last day is the new day)")
     base = args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))
     table = [bench_size(args, n, base / f"rows-{n}") for n in args.rows]
-    report(table, duckdb=not args.no_duckdb)
+    report(table)
     print(f"inputs and warehouses kept under {base}")
     return 0
 

@@ -1,7 +1,7 @@
 {#-
-  Grain: one row per (item_id, date) where the item has an impression on date: the item as of the start of
-  date. 7d = the calendar days D - window_days .. D - 1, cum = every day before D; the day itself
-  (the row's own label) is never inside.
+  Grain: one row per (item_id, date) where the item has an impression on date: the item as of
+  the start of date. 7d = the calendar days D - window_days .. D - 1, cum = every day before D;
+  the day itself (the row's own label) is never inside.
   A run rewrites every day from the plan's rebuild_from on. The item's totals before that day come
   from int_item_state, so no window reaches further back than window_days before rebuild_from.
 -#}
