@@ -115,24 +115,23 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def results(label: str, checkpoint_result) -> tuple[list[Row], list[dict]]:
+def results(label: str, suite_result) -> tuple[list[Row], list[dict]]:
     """Table rows and summary.json entries of one validated batch."""
     rows, entries = [], []
-    for run in checkpoint_result.run_results.values():
-        for r in run.results:
-            config = r.expectation_config
-            row = Row(label, describe(config), bool(r.success), observed(r))
-            rows.append(row)
-            entries.append(
-                {
-                    "batch": label,
-                    "expectation": config.type,
-                    "kwargs": jsonable({k: v for k, v in config.kwargs.items() if k != "batch_id"}),
-                    "description": row.expectation,
-                    "success": row.success,
-                    "observed": row.observed,
-                }
-            )
+    for r in suite_result.results:
+        config = r.expectation_config
+        row = Row(label, describe(config), bool(r.success), observed(r))
+        rows.append(row)
+        entries.append(
+            {
+                "batch": label,
+                "expectation": config.type,
+                "kwargs": jsonable({k: v for k, v in config.kwargs.items() if k != "batch_id"}),
+                "description": row.expectation,
+                "success": row.success,
+                "observed": row.observed,
+            }
+        )
     return rows, entries
 
 
