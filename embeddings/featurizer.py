@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embeddings.backends import DEFAULT_BACKEND
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder, SentenceEncoder
 from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields
@@ -62,6 +63,7 @@ class TextConfig:
     whiten_dim: int = 128
     sentence_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     cache_dir: str = ".cache/text_vectors"  # "": no disk cache
+    encoder_backend: str = DEFAULT_BACKEND  # embeddings/backends.py
     max_tokens: int = 64
     batch_size: int = 128
     device: str = "auto"
@@ -118,10 +120,11 @@ class TextFeaturizer:
     def __init__(self, cfg: Mapping | TextConfig | None = None):
         self.cfg = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
         c = self.cfg
-        self.encoder = CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device),
-                                     c.cache_dir) if c.vectors else None
-        self.sentence = CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device),
-                                      c.cache_dir) if c.fallback else None
+        backend = c.encoder_backend
+        self.encoder = CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device,
+                                               backend), c.cache_dir) if c.vectors else None
+        self.sentence = CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device,
+                                                      backend), c.cache_dir) if c.fallback else None
         self.whitening: Whitening | None = None
         self.fallback_mean: dict[str, np.ndarray] = {}
         self.topics: TextComponents | None = None

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import sys
 
+from embeddings.backends import BACKENDS
+
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
@@ -122,6 +124,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
                    help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
     opt("cache_dir", "text vector cache", group=g)
+    opt("encoder_backend", "how both text encoders run: torch (float32), torch-bf16, onnx, onnx-int8, openvino, "
+        "openvino-int8 (models exported once from the local weights, cached), static (token vectors distilled "
+        "once from the model: fastest, least faithful); see README, Fast encoding", choices=list(BACKENDS), group=g)
     add_cold_start_arguments(p)
 
 

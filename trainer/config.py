@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embeddings.backends import DEFAULT_BACKEND
 from embeddings.topics import N_COMPONENTS
 
 
@@ -66,6 +67,7 @@ class FitConfig:
     whiten_dim: int = 128
     sentence_model: str | None = None
     cache_dir: str = ".cache/text_vectors"
+    encoder_backend: str = DEFAULT_BACKEND
     # -- model hyperparameters (`--hp KEY=VALUE`), checked by the model itself
     hp: dict = field(default_factory=dict)
     # -- output

@@ -195,7 +195,7 @@ def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
         return None
     return {"vectors": vectors, "fallback": fallback, "tokens": tokens, "topics": topics, "topic_dim": cfg.topic_dim,
             "text_model": cfg.text_model, "pooling": cfg.pooling, "whiten_dim": cfg.whiten_dim,
-            "sentence_model": cfg.sentence_model, "cache_dir": cfg.cache_dir,
+            "sentence_model": cfg.sentence_model, "cache_dir": cfg.cache_dir, "encoder_backend": cfg.encoder_backend,
             "token_min_count": cfg.token_min_count, "token_max_vocab": cfg.token_max_vocab,
             "token_buckets": cfg.token_buckets, "tokens_per_field": cfg.tokens_per_field}
 
