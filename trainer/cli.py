@@ -14,6 +14,7 @@ import sys
 
 from embeddings.backends import BACKENDS
 
+from .calibration import CHOICES as CALIBRATIONS
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
@@ -93,6 +94,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("test_days", "last days used for test", type=positive)
     opt("scene_weights", "reweight the loss by inverse scene frequency on the training days",
         choices=["none", "balanced"])
+    opt("calibration", "per-scene map of the probabilities fitted on the validation days; auto picks "
+        "platt or isotonic by out-of-fold validation logloss", choices=list(CALIBRATIONS))
     opt("min_count", "training-day impressions an id needs for its own embedding; rarer and unseen "
         "ids share hash buckets", type=positive)
     opt("max_vocab", "most frequent ids kept per field", type=positive)

@@ -83,7 +83,7 @@ class Scorer:
         batch = self.batch(user, items)
         with self.lock:
             rows = score(self.run.model, [self.run.features(batch)], self.run.features, self.run.device)
-        p = rows["probability"]
+        p = self.run.calibration(rows["probability"], rows["scene"])
         if not np.isfinite(p).all():  # JSON would carry it as null: say so instead
             bad = np.flatnonzero(~np.isfinite(p))[:5].tolist()
             raise RuntimeError(f"non-finite score for item(s) at {bad}: check the snapshot and the run")
