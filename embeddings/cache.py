@@ -95,6 +95,10 @@ class CachedEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.stack([self._memory[key] for key in keys])
 
+    def forget(self) -> None:
+        """Drop the vectors held in memory (the disk cache keeps them)."""
+        self._memory.clear()
+
     @property
     def dim(self) -> int:
         if self._memory:

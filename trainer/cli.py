@@ -105,6 +105,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
+    opt("init_from", "daily refresh: start from this run's weights, vocabularies and content tables and "
+        "train only on the days after its training days (ids new since then take the unseen path until "
+        "the next full fit)", metavar="RUN_DIR")
+    opt("replay_days", "with --init-from, also train on this many of the earlier run's last training days",
+        type=int)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")
@@ -173,6 +178,17 @@ def run_predict(args) -> None:
     predict(args.run_dir, args.table, args.out)
 
 
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `fit`")
+    p.add_argument("--out", required=True, help="directory to create: model.onnx and manifest.json")
+
+
+def run_export(args) -> None:
+    from .export import export
+
+    print(export(args.run_dir, args.out))
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_DIR|LADDER_DIR", help="a run directory or a ladder directory")
 
@@ -219,6 +235,8 @@ SUBCOMMANDS = {
                  add_evaluate_arguments, run_evaluate),
     "predict": ("write impression_id + click probability for every row of a table",
                 add_predict_arguments, run_predict),
+    "export": ("write the run's scoring graph as ONNX and a manifest of its inputs",
+               add_export_arguments, run_export),
     "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
                add_report_arguments, run_report),
     "serve": (SERVE_HELP, add_serve_arguments, run_serve),
