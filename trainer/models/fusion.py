@@ -6,7 +6,8 @@
                      fb_user, fb_item, fb_user * fb_item, cos(fb_user, fb_item),
                      topic_user, topic_item, topic_user * topic_item, cos(...), cold buckets]
     content_logit = one small MLP per scene over `content`             [B, S]
-    alpha         = sigmoid(gate(content) + cold_bias[hist_user, hist_item])   [B, S], in (0, 1)
+    alpha         = sigmoid(gate(content) + cold_bias[hist_user, hist_item]
+                            + new_bias[user id new, item id new])      [B, S], in (0, 1)
     logit         = (1 - alpha) * mmoe_logit + alpha * content_logit   (mix="convex")
                   = mmoe_logit + alpha * content_logit                 (mix="residual")
 
@@ -22,7 +23,8 @@ starts at `gate_bias` (alpha about 0.12 at -2), so the model starts as its backb
 toward the content only where that lowers the loss. The cold buckets (zero / few / warm: the
 row's own user's and item's impressions before its day, `hist_user` / `hist_item`) say how far the
 id features can be trusted; the gate reads them twice, through the content input and directly as a
-learned bias on alpha's logit per (user bucket, item bucket, scene), so "this item is new" moves
+learned bias on alpha's logit per (user bucket, item bucket, scene), and as directly whether each
+id took the new-id row (an id the model cannot know, trainer.data), so "this item is new" moves
 alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
 simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
 they are at test time. `forward` also returns each row's alpha for its own scene, which the
@@ -39,6 +41,7 @@ from torch import nn
 
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
+from ..data import NEW_ID
 from .layers import TokenPooling, merge_hparams, mlp, towers
 from .mmoe import MMoE
 
@@ -77,6 +80,7 @@ class Fusion(nn.Module):
         # dense parameters, not embedding tables: every row reads them, so they take the dense rate
         self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), hp["cold_dim"]) * 0.05)
         self.cold_bias = nn.Parameter(torch.zeros(len(COLD_BUCKETS), len(COLD_BUCKETS), self.n_scenes))
+        self.new_bias = nn.Parameter(torch.zeros(2, 2, self.n_scenes))
         d_content = ((self.tokens.out_dim if self.tokens else 0)
                      + sum(blocks[b] for b in self.vector_blocks)
                      + sum(blocks[u] + 1 for u, _ in self.pairs)  # product and cosine
@@ -99,7 +103,9 @@ class Fusion(nn.Module):
         mmoe_logit = self.backbone(batch)                                   # [B, S]
         content = self.dropout(self.content_input(batch))                   # [B, d_content]
         content_logit = self.content.shared(content).squeeze(-1)            # [B, S]
-        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]])
+        new = (batch["ids"] == NEW_ID).long()                              # [B, 2] ids the model cannot know
+        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
+                              + self.new_bias[new[:, 0], new[:, 1]])
         base = mmoe_logit if self.hparams["mix"] == "residual" else (1 - alpha) * mmoe_logit
         logits = base + alpha * content_logit
         own_alpha = alpha.gather(1, batch["scene"].view(-1, 1)).squeeze(1)  # [B]
