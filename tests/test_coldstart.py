@@ -165,5 +165,4 @@ def test_simulation_lets_fusion_score_new_items_from_their_text(tmp_path):
                      "--cold-mask-history", "on"]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         aucs[name] = metrics["test"]["cold_start"]["item"]["zero"]["auc"]
-    print(aucs)
     assert aucs["with"] > aucs["without"] + 0.01, aucs

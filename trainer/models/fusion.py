@@ -55,7 +55,8 @@ class Fusion(nn.Module):
     uses_text = True
     defaults: ClassVar[dict] = {**MMoE.defaults, "content_dims": [64, 32], "gate_dims": [32],
                                 "cold_dim": 4, "token_dim": 16, "backbone_text": False,
-                                "content_dropout": 0.0, "gate_bias": -2.0, "mix": "convex"}
+                                "content_dropout": 0.0, "gate_bias": -2.0, "mix": "convex",
+                                "content_cold": True}
     # the cold-start simulation a fit uses unless told otherwise (trainer.coldstart)
     cold_start: ClassVar[dict] = {"p_user": 0.0, "p_item": 0.0, "mask_history": False}
 
@@ -81,11 +82,14 @@ class Fusion(nn.Module):
         self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), hp["cold_dim"]) * 0.05)
         self.cold_bias = nn.Parameter(torch.zeros(len(COLD_BUCKETS), len(COLD_BUCKETS), self.n_scenes))
         self.new_bias = nn.Parameter(torch.zeros(2, 2, self.n_scenes))
-        d_content = ((self.tokens.out_dim if self.tokens else 0)
-                     + sum(blocks[b] for b in self.vector_blocks)
-                     + sum(blocks[u] + 1 for u, _ in self.pairs)  # product and cosine
-                     + len(COLD_KEYS) * hp["cold_dim"])
-        self.content = towers(self.n_scenes, d_content, hp["content_dims"])
+        self.d_text = ((self.tokens.out_dim if self.tokens else 0)
+                       + sum(blocks[b] for b in self.vector_blocks)
+                       + sum(blocks[u] + 1 for u, _ in self.pairs))  # product and cosine
+        d_content = self.d_text + len(COLD_KEYS) * hp["cold_dim"]
+        # content_cold=False: the tower reads the text alone, so only alpha can say how far the
+        # text is to be trusted for a row of a given cold state
+        self.content = towers(self.n_scenes, d_content if hp["content_cold"] else self.d_text,
+                              hp["content_dims"])
         self.gate = mlp(d_content, hp["gate_dims"], out=self.n_scenes)
         nn.init.constant_(self.gate[-1].bias, hp["gate_bias"])
 
@@ -102,7 +106,8 @@ class Fusion(nn.Module):
     def forward(self, batch):
         mmoe_logit = self.backbone(batch)                                   # [B, S]
         content = self.dropout(self.content_input(batch))                   # [B, d_content]
-        content_logit = self.content.shared(content).squeeze(-1)            # [B, S]
+        tower_input = content if self.hparams["content_cold"] else content[:, : self.d_text]
+        content_logit = self.content.shared(tower_input).squeeze(-1)        # [B, S]
         new = (batch["ids"] == NEW_ID).long()                              # [B, 2] ids the model cannot know
         alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
                               + self.new_bias[new[:, 0], new[:, 1]])
