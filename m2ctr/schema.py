@@ -1,7 +1,7 @@
 """The facts of the AntM2C log format and of the training table, defined once.
 
 The lists the SQL needs too (scenes, the number of deep features, the text columns, the reject
-reasons) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
+reasons, the raw file glob, CSV options and log_time formats) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
 read; this module reads the same file. Everything else here is derived from them, and every other
 module imports from here. Adding a deep feature or a text column is an edit of those vars only.
 """
@@ -31,6 +31,13 @@ TITLE_COLUMNS = tuple(c for c in TEXT_COLUMNS if c.endswith("_title"))
 # The column order of a headerless file; a file with a header may name any subset of the deep features.
 RAW_COLUMNS = ("user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES)
 RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
+
+# How the raw files are found and read, the same for the build and the raw suite: the file-name
+# glob (CTR_RAW_GLOB overrides it, as for the build), Spark's CSV reader options, and the Spark
+# datetime patterns of log_time, tried in order.
+RAW_GLOB = str(_VARS["raw_glob"])
+RAW_CSV_OPTIONS = {str(k): str(v) for k, v in _VARS["raw_csv_options"].items()}
+LOG_TIME_FORMATS = tuple(str(f) for f in _VARS["log_time_formats"])
 
 # Why a raw record is quarantined, in the order the checks are applied (the first failing one wins).
 REJECT_REASONS = tuple(_VARS["reject_reasons"])

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from . import calibration as C
 from . import distributed
 from . import metrics as M
 from .artifacts import atomic_path, write_json
@@ -370,25 +371,50 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
     }
 
 
-def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run_dir: Path | None = None) -> dict:
-    """metrics.json for the validation and test days; the per-row scores go to `run_dir`."""
+def training_ctr(p: Prepared) -> dict:
+    """Click rate of the training days, overall and per scene index: normalized entropy's baseline."""
+    clicks = np.zeros(len(p.prep.scenes))
+    rows = np.zeros(len(p.prep.scenes))
+    for batch in p.table.batches(p.split["train_days"], ["label", "scene"]):
+        idx = p.prep.scene_index.get_indexer(batch.column("scene").to_numpy())
+        np.add.at(rows, idx, 1)
+        np.add.at(clicks, idx, batch.column("label").to_numpy(zero_copy_only=False))
+    return {"overall": float(clicks.sum() / rows.sum()) if rows.sum() else None,
+            "per_scene": {i: float(clicks[i] / rows[i]) for i in range(len(rows)) if rows[i]}}
+
+
+def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run_dir: Path | None = None,
+                    calibration: str | C.Calibration = "none") -> tuple[dict, C.Calibration]:
+    """metrics.json for the validation and test days, and the calibration its probabilities went
+    through: a method name fits one on the validation rows, a Calibration is applied as it is. The
+    per-row scores, calibrated and raw, go to `run_dir`."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.prep.state["n_train_rows"]}}}
-    extras_summary = {}
+    parts = {}
     for part in ("val", "test"):
-        rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
+        parts[part] = rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
+    if isinstance(calibration, str):
+        val = parts["val"]
+        calibration = C.fit(calibration, val["label"], val["probability"], val["scene"])
+    rates = training_ctr(p)
+    extras_summary = {}
+    for part, rows in parts.items():
+        raw = rows["probability_raw"] = rows["probability"]
+        rows["probability"] = calibration(raw, rows["scene"])
         result["split"]["rows"][part] = len(rows["label"])
         result[part] = M.evaluate(rows, rows["probability"], p.spec["scenes"])
-        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability")}
+        result[part]["calibration"].update(
+            method=calibration.method, **M.calibration_effect(rows, raw, rows["probability"], p.spec["scenes"], rates))
+        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability", "probability_raw")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
         if run_dir is not None:
             write_scores(run_dir / f"scores_{part}.parquet", rows, p.spec["scenes"])
     if extras_summary:
         result["extras"] = extras_summary
-    return result
+    return result, calibration
 
 
 def write_scores(path: Path, rows: dict, scenes: list[int]) -> None:
@@ -412,8 +438,9 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             if p.features.featurizer is not None:
                 p.features.featurizer.save(tmp)
         history = train_loop(model, p, cfg)
-        result = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, tmp)
+        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, tmp, cfg.calibration)
         if tmp is not None:
+            calibration.save(tmp)
             write_json(tmp / "history.json", history)
             save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
             write_json(tmp / "metrics.json", result)
@@ -448,6 +475,7 @@ class Run:
     features: Features
     model: torch.nn.Module
     device: torch.device
+    calibration: C.Calibration = field(default_factory=C.Calibration)
 
     def prepared(self, table: Table) -> Prepared:
         return Prepared(table, self.cfg["split"], self.prep, self.features, self.cfg["spec"],
@@ -470,13 +498,14 @@ def load_run(run_dir: Path, device_name: str | None = None) -> Run:
         featurizer = TextFeaturizer.load(run_dir)
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
     model.load_state_dict(load_file(run_dir / "model.safetensors"))
-    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device)
+    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.load(run_dir))
 
 
 def evaluate(run_dir: Path, table_path: str | None = None) -> dict:
     run = load_run(run_dir)
     table = Table(table_path or run.cfg["table"], need_text=run.features.featurizer is not None)
-    result = compute_metrics(run.model, run.prepared(table), run.cfg["model"], run.cfg["config"]["eval_batch_size"])
+    result, _ = compute_metrics(run.model, run.prepared(table), run.cfg["model"], run.cfg["config"]["eval_batch_size"],
+                                calibration=run.calibration)
     print(json.dumps(result, indent=2))
     print(M.summary_text(result, "test"), file=sys.stderr)
     return result
@@ -494,7 +523,8 @@ def predict(run_dir: Path, table_path: str, out: Path) -> Path:
                           desc="predict", unit="batch", file=sys.stderr):
             rows = score(run.model, [run.features(batch)], run.features, run.device)
             writer.write_table(pa.table({"impression_id": batch.column("impression_id").cast(pa.string()),
-                                         "probability": rows["probability"]}, schema=schema))
+                                         "probability": run.calibration(rows["probability"], rows["scene"])},
+                                        schema=schema))
             n += batch.num_rows
     print(f"{n:,} predictions written to {out}", file=sys.stderr)
     return out
