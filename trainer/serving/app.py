@@ -144,6 +144,7 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
     meta = {
         "run": str(scorer.run_dir),
         "model": scorer.model_name,
+        "runtime": scorer.runtime,
         "features_as_of": scorer.snapshot.as_of,
         "split": scorer.run.cfg.get("split"),
         "model_inputs": scorer.inputs(),
@@ -156,7 +157,7 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
 
     @app.get("/metadata")
     def metadata_():
-        return meta
+        return {**meta, "content_tables": scorer.content_tables()}
 
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
     add_schemas(app, ScoreRequest)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from m2ctr.schema import (
     DEEP_FEATURES,
@@ -25,7 +26,8 @@ from m2ctr.schema import (
     USER_TEXT_COLUMNS,
 )
 
-from ..train import Run, load_run, score
+from ..train import Run, load_run, score, to_model
+from .server import DEFAULT_MAX_TEXTS
 from .snapshot import Snapshot
 
 ITEM_FIELDS = ("item_id", "scene", *ITEM_TEXT_COLUMNS, *DEEP_FEATURES)
@@ -37,15 +39,31 @@ class ScoringError(ValueError):
 
 
 class Scorer:
-    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None):
+    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None, onnx: Path | None = None,
+                 max_texts: int = DEFAULT_MAX_TEXTS):
         self.run_dir = Path(run_dir)
         self.run = run or load_run(self.run_dir)
+        # texts met while serving are kept for the next request, up to max_texts per side beyond
+        # the run's own (least recently used dropped first), so a long-running service holds its memory
+        self.max_texts = max_texts
+        if self.run.features.featurizer is not None:
+            self.run.features.featurizer.pin()
+        # runtime "onnx": the exported graph scores (calibration inside it); else the torch model
+        self.onnx = None
+        if onnx is not None:
+            from ..export import OnnxModel
+
+            self.onnx = OnnxModel(onnx, threads=torch.get_num_threads())
         self.snapshot = snapshot
         self.columns = list(self.run.features.columns)
         self.scenes = set(self.run.prep.scenes)
         # The featurizer's text tables grow as new texts arrive and torch's threads are shared:
         # one request at a time.
         self.lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.onnx is None else "onnx"
 
     @property
     def model_name(self) -> str:
@@ -82,12 +100,26 @@ class Scorer:
             return []
         batch = self.batch(user, items)
         with self.lock:
-            rows = score(self.run.model, [self.run.features(batch)], self.run.features, self.run.device)
-        p = self.run.calibration(rows["probability"], rows["scene"])
+            arrays = self.run.features(batch)
+            if self.onnx is not None:
+                p = self.onnx(to_model(arrays, self.run.features, self.run.device))
+            else:
+                rows = score(self.run.model, [arrays], self.run.features, self.run.device)
+                p = self.run.calibration(rows["probability"], rows["scene"])
+            if self.run.features.featurizer is not None:
+                self.run.features.featurizer.trim(self.max_texts)
         if not np.isfinite(p).all():  # JSON would carry it as null: say so instead
             bad = np.flatnonzero(~np.isfinite(p))[:5].tolist()
             raise RuntimeError(f"non-finite score for item(s) at {bad}: check the snapshot and the run")
         return p.tolist()
+
+    def content_tables(self) -> dict | None:
+        """Size, bound and hit rate of the text tables, per side (None: the run reads no text)."""
+        featurizer = self.run.features.featurizer
+        if featurizer is None:
+            return None
+        with self.lock:
+            return {"max_added_texts": self.max_texts, **featurizer.table_stats()}
 
     def inputs(self) -> dict:
         """What the model reads, for GET /metadata."""
