@@ -12,6 +12,8 @@ import dataclasses
 import json
 import sys
 
+from embeddings.backends import BACKENDS
+
 from .calibration import CHOICES as CALIBRATIONS
 from .config import FitConfig, default
 from .data import TrainerError
@@ -103,6 +105,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
+    opt("init_from", "daily refresh: start from this run's weights, vocabularies and content tables and "
+        "train only on the days after its training days (ids new since then take the unseen path until "
+        "the next full fit)", metavar="RUN_DIR")
+    opt("replay_days", "with --init-from, also train on this many of the earlier run's last training days",
+        type=int)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")
@@ -125,6 +132,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
                    help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
     opt("cache_dir", "text vector cache", group=g)
+    opt("encoder_backend", "how both text encoders run: torch (float32), torch-bf16, onnx, onnx-int8, openvino, "
+        "openvino-int8 (models exported once from the local weights, cached), static (token vectors distilled "
+        "once from the model: fastest, least faithful); see README, Fast encoding", choices=list(BACKENDS), group=g)
     add_cold_start_arguments(p)
 
 

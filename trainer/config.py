@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embeddings.backends import DEFAULT_BACKEND
 from embeddings.topics import N_COMPONENTS
 
 
@@ -39,6 +40,10 @@ class FitConfig:
     scene_weights: str = "none"
     # per-scene calibration fitted on the validation days (trainer/calibration.py)
     calibration: str = "auto"
+    # -- daily refresh: start from an earlier run (its weights, vocabularies, preprocessing and
+    # content tables) and train on the days after its training days plus `replay_days` of them
+    init_from: str | None = None
+    replay_days: int = 2
     # -- hardware
     device: str = "auto"
     threads: int | None = None
@@ -68,6 +73,7 @@ class FitConfig:
     whiten_dim: int = 128
     sentence_model: str | None = None
     cache_dir: str = ".cache/text_vectors"
+    encoder_backend: str = DEFAULT_BACKEND
     # -- model hyperparameters (`--hp KEY=VALUE`), checked by the model itself
     hp: dict = field(default_factory=dict)
     # -- output
