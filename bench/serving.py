@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from m2ctr.schema import DEEP_FEATURES, ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+from m2ctr.warehouse import DEFAULT_SCHEMA, schema_dir
 
 WARM_BODIES = 20
 
@@ -65,7 +66,7 @@ def make_run(root: Path, rows_per_day: int) -> tuple[Path, Path, Path]:
         raise SystemExit("error: could not fit the benchmark run")
     last = max(table.glob("date=*"))
     write_sample_snapshot(orc.read_table(str(last / "part-0.orc")), last.name.removeprefix("date="),
-                          root / "warehouse" / "m2ctr.db", fill_unseen=True)
+                          schema_dir(root / "warehouse", DEFAULT_SCHEMA), fill_unseen=True)
     return run, root / "warehouse", table
 
 
@@ -189,7 +190,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, help="a run directory (default: fit a small fusion run)")
     ap.add_argument("--warehouse", type=Path, help="warehouse holding the snapshot (needed with --run)")
-    ap.add_argument("--schema", default="m2ctr", help="warehouse schema (default %(default)s)")
+    ap.add_argument("--schema", default=DEFAULT_SCHEMA, help="warehouse schema (default %(default)s)")
     ap.add_argument("--table", type=Path, help="training_samples to draw request material from "
                     "(default: the run's table)")
     ap.add_argument("--rows-per-day", type=int, default=5000, help="sample table size without --run "
@@ -208,10 +209,12 @@ def main() -> None:
     if args.run is None:
         print(f"fitting a fusion run on {args.rows_per_day:,} rows/day x 6 days ...", file=sys.stderr)
         run, warehouse, table = make_run(Path(tmp.name), args.rows_per_day)
-        schema = "m2ctr"
+        schema = DEFAULT_SCHEMA
     else:
+        from trainer.artifacts import RunDir
+
         run, warehouse, schema = args.run, args.warehouse, args.schema
-        table = args.table or Path(json.loads((run / "config.json").read_text())["table"])
+        table = args.table or Path(RunDir(run).config()["table"])
     rows = last_day_rows(table)
     rng = np.random.default_rng(0)
     warm = bodies(rows, WARM_BODIES, args.candidates, rng)

@@ -22,7 +22,7 @@ from pyarrow import orc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS  # noqa: E402
+from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
 
 
 def shuffle_text(src: Path, dst: Path, seed: int) -> int:

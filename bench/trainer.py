@@ -36,9 +36,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer import metrics as M
 from synthetic.sample_table import write_sample_table
-from trainer.data import REQUIRED_COLUMNS, Features, Preprocessor, Table, ordered_batches, split_days
+from trainer import metrics as M
+from trainer.data import (
+    REQUIRED_COLUMNS,
+    Features,
+    Preprocessor,
+    Table,
+    ordered_batches,
+    split_days,
+)
 from trainer.models import MODELS
 from trainer.train import Optimizers, masked_bce
 

@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from expectations import SUITE_NAMES, report
 from expectations.references import References
-from expectations.report import format_table, write_summary
+from expectations.report import format_table, write_result_beside, write_summary
 from expectations.sources import Sources, TableMissing, spark_session
 from expectations.suites import SUITES
 
-__all__ = ["Settings", "format_table", "validate", "write_summary"]
+__all__ = ["Settings", "format_table", "validate", "write_result_beside", "write_summary"]
 
 
 @dataclass

@@ -2,18 +2,41 @@
 
 The lists the SQL needs too (scenes, the number of deep features, the text columns, the reject
 reasons) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
-read; this module reads the same file. Everything else here is derived from them, and every other
+read; this module reads the same file: the checkout's, or the one an installed wheel carries under
+`share/m2ctr/` (pyproject.toml ships it). Everything else here is derived from them, and every other
 module imports from here. Adding a deep feature or a text column is an edit of those vars only.
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-DBT_PROJECT = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+INSTALLED_AT = "share/m2ctr/dbt_project.yml"  # the wheel's data file (pyproject.toml, data-files)
+
+
+def find_dbt_project() -> Path:
+    """warehouse/dbt_project.yml of a source checkout, else the copy installed with the package."""
+    checkout = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+    if checkout.is_file():
+        return checkout
+    try:
+        dist = metadata.distribution("m2ctr")
+    except metadata.PackageNotFoundError:
+        dist = None
+    for f in (dist.files or []) if dist else []:
+        if f.as_posix().endswith(INSTALLED_AT):
+            path = Path(dist.locate_file(f)).resolve()
+            if path.is_file():
+                return path
+    raise ImportError(f"m2ctr.schema: neither {checkout} nor an installed {INSTALLED_AT} is there; "
+                      "reinstall the m2ctr package")
+
+
+DBT_PROJECT = find_dbt_project()
 _VARS = yaml.safe_load(DBT_PROJECT.read_text())["vars"]
 
 # -- raw input ------------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ def cold_of(counts: dict[str, dict[str, int]]):
 def row_counts(tables) -> dict[str, dict[str, int]]:
     out = {"user": Counter(), "item": Counter()}
     for t in tables:
-        for side in out:
-            out[side].update(t.column(f"{side}_id").to_pylist())
+        for side, counter in out.items():
+            counter.update(t.column(f"{side}_id").to_pylist())
     return out
 
 

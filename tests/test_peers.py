@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from m2ctr.schema import DENSE_COLUMNS, TEXT_COLUMNS
 from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
+from trainer.artifacts import RunDir
 from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError, split_days
 from trainer.peers import find_truth, fit_lightgbm, oracle_metrics
 
@@ -92,6 +93,10 @@ def test_run_directory_is_written_whole_and_read_back(table, split, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(first))
     config = json.loads((out / "config.json").read_text())
     assert 0 < config["best_iteration"] <= config["max_rounds"]
+    # the one config.json schema of every run: the options under "config", the warehouse recorded
+    options = RunDir(out).options()
+    assert (options["seed"], options["model"], options["text"]) == (0, "lightgbm", False)
+    assert config["warehouse"]["table"] == str(table.resolve())
     stamp = (out / "model.txt").stat().st_mtime_ns
     again = fit_lightgbm(
         table, split, seed=0, threads=1, out_dir=out

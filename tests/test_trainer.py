@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from m2ctr.schema import FLAG_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer import metrics as M
+from trainer.artifacts import RunDir
 from trainer.cli import main
 from trainer.data import Features, Preprocessor, Table, ordered_batches, split_days
 from trainer.models import MODELS
@@ -102,7 +103,7 @@ def test_run_directory_is_complete_and_metrics_follow_the_contract(runs):
 
 @pytest.mark.slow
 def test_unseen_ids_at_test_time_are_hashed_and_scored(runs, table):
-    prep = Preprocessor.load(runs["mmoe"])
+    prep = Preprocessor.load(RunDir(runs["mmoe"]))
     vocab_user = 1 + len(prep.vocab["user_id"])
     unseen = np.array(["never-seen-1", "never-seen-2", ""], dtype=object)
     ids = prep.encode_ids("user_id", unseen)
@@ -222,7 +223,7 @@ def test_predict_round_trips(runs, table, tmp_path):
 
 @pytest.mark.slow
 def test_preprocessing_is_fitted_on_training_days_only(runs, table):
-    prep = Preprocessor.load(runs["dnn"])
+    prep = Preprocessor.load(RunDir(runs["dnn"]))
     t = Table(table)
     split = split_days(t.days, 1, 1)
     features = Features(prep)

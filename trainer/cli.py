@@ -46,7 +46,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", choices=list(MODELS), help="model to train")
     opt("table", "training_samples directory (ORC, date=YYYY-MM-DD partitions); "
-        "default: $CTR_WAREHOUSE_DIR/m2ctr.db/training_samples", metavar="DIR")
+        "default: $CTR_WAREHOUSE_DIR/$CTR_SCHEMA.db/training_samples", metavar="DIR")
     p.add_argument("--out", help="run directory to create (default: runs/<model>-<timestamp>)")
     opt("epochs", "maximum epochs", type=positive)
     opt("patience", "stop after this many epochs without a better validation AUC", type=positive)

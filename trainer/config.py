@@ -8,15 +8,15 @@ written once. Defaults live here only: the CLI shows them in `--help`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embeddings.topics import N_COMPONENTS
+from m2ctr.warehouse import TRAINING_SAMPLES, table_path
 
 
 def default_table_path() -> Path:
-    return Path(os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")) / "m2ctr.db" / "training_samples"
+    return table_path(TRAINING_SAMPLES)
 
 
 @dataclass(frozen=True)

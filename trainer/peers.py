@@ -17,7 +17,6 @@ cold-start buckets of training-day impression counts, hashed user ids for GAUC) 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,9 +34,10 @@ from m2ctr.schema import (
     USER_TEXT_COLUMNS,
     cold_bucket,
 )
+from m2ctr.warehouse import schema_dir_of
 
 from . import metrics as M
-from .artifacts import atomic_path, write_json
+from .artifacts import RunDir, warehouse_record
 from .data import Table, TrainerError, stable_hash
 
 TEXT_SIDES = {"user": USER_TEXT_COLUMNS, "item": ITEM_TEXT_COLUMNS}
@@ -250,8 +250,9 @@ def _existing(out_dir: Path | None) -> dict | None:
     """An out_dir that already holds metrics.json is a finished run: read back, not retrained."""
     if out_dir is None:
         return None
-    if (out_dir / "metrics.json").is_file():
-        return json.loads((out_dir / "metrics.json").read_text())
+    run = RunDir(out_dir)
+    if run.is_finished():
+        return run.metrics()
     if out_dir.exists():
         raise TrainerError(
             f"run directory {out_dir} exists without metrics.json; remove it or choose another"
@@ -332,9 +333,10 @@ def fit_lightgbm(
         result[part] = M.evaluate(slicer.arrays(parts[part]), p, slicer.scenes)
     config = {
         "model": name,
+        "config": {"model": name, "table": str(table_dir), "seed": seed, "threads": threads, "text": text},
         "table": str(Path(table_dir).resolve()),
+        "warehouse": warehouse_record(table_dir),
         "split": result["split"],
-        "seed": seed,
         "threads": threads,
         "params": hp,
         "max_rounds": MAX_ROUNDS,
@@ -348,13 +350,13 @@ def fit_lightgbm(
         "lightgbm": lgb.__version__,
     }
     if out_dir is not None:
-        with atomic_path(out_dir, directory=True) as tmp:
-            write_json(tmp / "config.json", config)
-            booster.save_model(str(tmp / "model.txt"), num_iteration=best)
+        with RunDir.create(out_dir) as run:
+            run.write_config(config)
+            booster.save_model(str(run.file("model.txt")), num_iteration=best)
             for side, comp in (fitted or {}).items():
-                comp.save(tmp / f"text_svd_{side}")
-            write_json(tmp / "metrics.json", result)
-            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+                comp.save(run.file(f"text_svd_{side}"))
+            run.write_metrics(result)
+            run.write_cold_start(M.cold_start_markdown(result))
     return result
 
 
@@ -379,9 +381,9 @@ def find_truth(table_dir, truth=None) -> Path | None:
     if raw:
         raw = Path(raw)
         candidates.append((raw.parent if raw.is_file() else raw) / "truth.parquet")
-    table_dir = Path(table_dir).resolve()
-    if table_dir.parent.name.endswith(".db"):
-        candidates.append(table_dir.parent.parent.parent / "raw" / "truth.parquet")
+    schema_dir = schema_dir_of(table_dir)
+    if schema_dir is not None:  # the warehouse's parent holds raw/ beside it
+        candidates.append(schema_dir.parent.parent / "raw" / "truth.parquet")
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -1,11 +1,9 @@
 """fit / evaluate / predict: the training loop, the run directory and its artifacts.
 
 `fit` is three steps: `prepare` (table, split, fitted preprocessing and content side, model input
-spec), `build` (the model) and `train_and_write` (the loop, metrics, the run directory). A run
-directory holds config.json (the FitConfig, the input spec, the split), model.safetensors, the
-fitted preprocessing (JSON and Parquet; the content side's own files when the run uses text),
-metrics.json, history.json, the scores of the validation and test rows and cold_start.md. It is
-written under a hidden temporary name next to its final place and renamed only once complete.
+spec), `build` (the model) and `train_and_write` (the loop, metrics, the run directory). What a run
+directory holds, and how it is written whole or not at all, is `trainer.artifacts.RunDir`'s; this
+module only says what goes in.
 """
 
 from __future__ import annotations
@@ -24,12 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import distributed
 from . import metrics as M
-from .artifacts import atomic_path, write_json
+from .artifacts import RunDir, atomic_path, warehouse_record
 from .config import FitConfig
 from .data import (
     REQUIRED_COLUMNS,
@@ -336,14 +333,15 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
         "content": p.features.featurizer.cfg.__dict__ if p.features.featurizer is not None else None,
         "split": p.split,
         "table": str(Path(cfg.table).resolve()),
+        "warehouse": warehouse_record(cfg.table),
         "threads": p.threads,
         "device": str(p.device),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "pyarrow": pa.__version__},
     }
 
 
-def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run_dir: Path | None = None) -> dict:
-    """metrics.json for the validation and test days; the per-row scores go to `run_dir`."""
+def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None) -> dict:
+    """metrics.json for the validation and test days; the per-row scores go to `run`."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.prep.state["n_train_rows"]}}}
     extras_summary = {}
@@ -356,17 +354,18 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
-        if run_dir is not None:
-            write_scores(run_dir / f"scores_{part}.parquet", rows, p.spec["scenes"])
+        if run is not None:
+            run.write_scores(part, score_columns(rows, p.spec["scenes"]))
     if extras_summary:
         result["extras"] = extras_summary
     return result
 
 
-def write_scores(path: Path, rows: dict, scenes: list[int]) -> None:
+def score_columns(rows: dict, scenes: list[int]) -> dict:
+    """The columns of a scores file: every scored array but the user key, scenes as their values."""
     columns = {k: v for k, v in rows.items() if k != "user_key"}
     columns["scene"] = np.asarray(scenes)[rows["scene"]]
-    pq.write_table(pa.table(columns), path)
+    return columns
 
 
 def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
@@ -376,20 +375,20 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
         print(f"{cfg.model}: train {p.prep.state['n_train_rows']:,} rows ({', '.join(p.split['train_days'])}); "
               f"{n_params:,} parameters on {p.device}"
               + (f", {p.world.size} processes" if p.world.parallel else ""), file=sys.stderr)
-    writing = atomic_path(out, directory=True) if p.world.is_main else contextlib.nullcontext(None)
-    with writing as tmp:
-        if tmp is not None:
-            write_json(tmp / "config.json", run_config(cfg, p, model))
-            p.prep.save(tmp)
+    writing = RunDir.create(out) if p.world.is_main else contextlib.nullcontext(None)
+    with writing as run:
+        if run is not None:
+            run.write_config(run_config(cfg, p, model))
+            p.prep.save(run)
             if p.features.featurizer is not None:
-                p.features.featurizer.save(tmp)
+                p.features.featurizer.save(run.path)
         history = train_loop(model, p, cfg)
-        result = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, tmp)
-        if tmp is not None:
-            write_json(tmp / "history.json", history)
-            save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-            write_json(tmp / "metrics.json", result)
-            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+        result = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run)
+        if run is not None:
+            run.write_history(history)
+            run.write_weights(model.state_dict())
+            run.write_metrics(result)
+            run.write_cold_start(M.cold_start_markdown(result))
     p.world.barrier()  # no rank returns before the run directory is in place
     if p.world.is_main:
         print(f"run written to {out}", file=sys.stderr)
@@ -427,21 +426,23 @@ class Run:
 
 
 def load_run(run_dir: Path, device_name: str | None = None) -> Run:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "model.safetensors").is_file():
-        raise TrainerError(f"{run_dir} is not a complete run directory (config.json, model.safetensors)")
-    cfg = json.loads((run_dir / "config.json").read_text())
+    rd = RunDir(run_dir)
+    if not rd.file(rd.CONFIG).is_file() or not rd.has_weights():
+        raise TrainerError(f"{run_dir} is not a complete neural run directory ({rd.CONFIG}, {rd.WEIGHTS})")
+    cfg = rd.config()
+    if "spec" not in cfg:
+        raise TrainerError(f"{run_dir} is a {cfg['model']} run, not a neural one: it has no model input spec")
     torch.set_num_threads(cfg["threads"])  # same thread count, same floating-point sums
     saved_on_cuda = cfg["device"].startswith("cuda") and torch.cuda.is_available()
     device = resolve_device(device_name or ("cuda" if saved_on_cuda else "cpu"))
-    prep = Preprocessor.load(run_dir)
+    prep = Preprocessor.load(rd)
     featurizer = None
-    if cfg["content"] is not None:
+    if cfg.get("content") is not None:
         from embeddings import TextFeaturizer
 
-        featurizer = TextFeaturizer.load(run_dir)
+        featurizer = TextFeaturizer.load(rd.path)
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
-    model.load_state_dict(load_file(run_dir / "model.safetensors"))
+    model.load_state_dict(rd.weights())
     return Run(cfg, prep, Features(prep, featurizer), model.to(device), device)
 
 

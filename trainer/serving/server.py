@@ -12,6 +12,8 @@ import socket
 import sys
 from pathlib import Path
 
+from m2ctr.warehouse import schema_name, warehouse_dir
+
 from ..data import TrainerError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -22,11 +24,11 @@ DEFAULT_MAX_BODY_BYTES = 4 << 20
 
 
 def default_warehouse() -> str:
-    return os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")
+    return str(warehouse_dir())
 
 
 def default_schema() -> str:
-    return os.environ.get("CTR_SCHEMA", "m2ctr")
+    return schema_name()
 
 
 def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *, schema: str | None = None,
