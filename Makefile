@@ -19,17 +19,23 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
 # The demo always reads its own sample, whatever CTR_RAW_PATH says outside it.
-DEMO_RAW ?= $(CURDIR)/data/raw
+# DEMO_LANG=zh writes the same world in Chinese; its sample, warehouse and run sit beside the
+# English ones (suffix -zh), so both can be compared.
+DEMO_LANG ?= en
+DEMO_SUFFIX := $(if $(filter en,$(DEMO_LANG)),,-$(DEMO_LANG))
+DEMO_RAW ?= $(CURDIR)/data/raw$(DEMO_SUFFIX)
+DEMO_WAREHOUSE ?= $(CTR_WAREHOUSE_DIR)$(DEMO_SUFFIX)
 DEMO_ROWS ?= 200000
 DEMO_DAYS ?= 14
 DEMO_SEED ?= 7
-DEMO_RUN ?= runs/demo-fusion
+DEMO_RUN ?= runs/demo-fusion$(DEMO_SUFFIX)
 PYTEST_ARGS ?=
 
 .PHONY: help install demo data features quality train test test-fast bench clean
 
 help:
 	@echo "make demo      sample logs -> dbt build -> data quality -> trainer fit fusion -> test metrics"
+	@echo "               (DEMO_LANG=zh: the same sample with its text in Chinese)"
 	@echo "make test      install into $(VENV) and run the whole test suite"
 	@echo "make test-fast the suite without the slow end-to-end tests"
 	@echo "make features  dbt build of the warehouse from CTR_RAW_PATH into CTR_WAREHOUSE_DIR"
@@ -47,11 +53,12 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 # Regenerated only when the requested sample differs from what is on disk; the
 # generator replaces only its own files, never other CSVs in that directory.
 demo data: export CTR_RAW_PATH = $(DEMO_RAW)
+demo: export CTR_WAREHOUSE_DIR = $(DEMO_WAREHOUSE)
 data: install
-	@want="$(DEMO_ROWS) $(DEMO_DAYS) $(DEMO_SEED)"; \
+	@want="$(DEMO_ROWS) $(DEMO_DAYS) $(DEMO_SEED)$(DEMO_SUFFIX)"; \
 	have=$$(cat "$(CTR_RAW_PATH)/.demo-args" 2>/dev/null || true); \
 	if [ "$$want" != "$$have" ]; then \
-	  $(PY) -m synthetic generate --rows $(DEMO_ROWS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --out "$(CTR_RAW_PATH)"; \
+	  $(PY) -m synthetic generate --rows $(DEMO_ROWS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --lang $(DEMO_LANG) --out "$(CTR_RAW_PATH)"; \
 	  echo "$$want" > "$(CTR_RAW_PATH)/.demo-args"; \
 	else echo "sample logs already in $(CTR_RAW_PATH)"; fi
 

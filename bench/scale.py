@@ -349,9 +349,16 @@ def encode_texts(argv: list[str]) -> int:
     import torch
 
     from embeddings import TextFeaturizer
-    from m2ctr.schema import ID_COLUMNS, TEXT_COLUMNS
+    from m2ctr.schema import TEXT_COLUMNS
     from trainer.config import FitConfig
-    from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, split_days
+    from trainer.data import (
+        REQUIRED_COLUMNS,
+        TEXT_FIT_COLUMNS,
+        Preprocessor,
+        Table,
+        history_bucket,
+        split_days,
+    )
     from trainer.train import content_config
 
     torch.set_num_threads(a.threads)
@@ -359,11 +366,11 @@ def encode_texts(argv: list[str]) -> int:
     t0 = time.perf_counter()
     table = Table(cfg.table, need_text=True)
     split = split_days(table.days, cfg.val_days, cfg.test_days)
-    prep = Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS), min_count=cfg.min_count,
-                            max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
+    Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS), min_count=cfg.min_count,
+                     max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
     t1 = time.perf_counter()
     f = TextFeaturizer(content_config(cfg, uses_text=True))
-    f.fit(table.batches(split["train_days"], [*ID_COLUMNS, *TEXT_COLUMNS]), prep.cold)
+    f.fit(table.batches(split["train_days"], TEXT_FIT_COLUMNS), lambda side, batch: history_bucket(batch, side))
     t2 = time.perf_counter()
     for batch in table.batches(split["val_days"] + split["test_days"], TEXT_COLUMNS):
         f.transform(batch)  # texts first seen on validation and test days are encoded here

@@ -14,6 +14,7 @@ indices into the blocks a model reads, on the batch's device:
 
     text_user, text_item  the whitened vectors
     fb_user, fb_item      the sentence vector for zero/few ids, the training mean for warm ids
+                          (the row's point-in-time bucket, `hist_user` / `hist_item`)
     topic_user, topic_item  the text components
     tok_user, tok_item    the token ids [B, F, L]
 
@@ -42,7 +43,7 @@ from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields
 from embeddings.tokens import TokenVocab
 from embeddings.topics import N_COMPONENTS, TextComponents
 from embeddings.whitening import Whitening
-from m2ctr.schema import WARM
+from m2ctr.schema import HISTORY_KEYS, WARM
 
 SIDES = {"user": ("user_id", USER_TEXT_ORDER), "item": ("item_id", ITEM_TEXT_ORDER)}
 SAVE_DIR = "text"
@@ -132,16 +133,17 @@ class TextFeaturizer:
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(self, train_batches: Iterable[pa.RecordBatch],
-            cold: Callable[[str, pa.Array], np.ndarray]) -> TextFeaturizer:
-        """Fit on the training days only; `cold(side, ids)` gives the cold-start bucket of ids."""
+            cold: Callable[[str, pa.RecordBatch], np.ndarray]) -> TextFeaturizer:
+        """Fit on the training days only; `cold(side, batch)` gives the cold-start bucket of each
+        row's user or item (the texts of zero/few rows get sentence vectors)."""
         key_rows = {side: Counter() for side in SIDES}  # training rows per unique text
         cold_keys = {side: set() for side in SIDES}     # texts shown with a zero/few id
         for batch in train_batches:
-            for side, (id_column, columns) in SIDES.items():
+            for side, (_, columns) in SIDES.items():
                 keys = raw_keys(batch, columns)
                 vc = pc.value_counts(keys)
                 key_rows[side].update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
-                is_cold = cold(side, batch.column(id_column)) != WARM
+                is_cold = cold(side, batch) != WARM
                 if is_cold.any():
                     cold_keys[side].update(pc.unique(keys.filter(pa.array(is_cold))).to_pylist())
         if not key_rows["user"]:
@@ -291,7 +293,7 @@ class TextFeaturizer:
                 batch[f"text_{side}"] = tensors["white"][idx]
             if "sent" in tensors:
                 mean = torch.from_numpy(np.r_[self.fallback_mean[side], 0.0].astype(np.float32)).to(device)
-                warm = (batch[f"cold_{side}"] == WARM).unsqueeze(1)
+                warm = (batch[HISTORY_KEYS[side]] == WARM).unsqueeze(1)
                 batch[f"fb_{side}"] = torch.where(warm, mean, tensors["sent"][idx])
             if "topic" in tensors:
                 batch[f"topic_{side}"] = tensors["topic"][idx]
@@ -305,8 +307,8 @@ class TextFeaturizer:
         import torch
 
         b = {k: torch.from_numpy(v) for k, v in self.transform(batch, cold).items()}
-        b.update({f"cold_{side}": torch.from_numpy(np.asarray(cold[side], np.int64)) for side in SIDES})
-        return {k: v.numpy() for k, v in self.gather(b, "cpu").items() if not k.startswith("cold_")}
+        b.update({HISTORY_KEYS[side]: torch.from_numpy(np.asarray(cold[side], np.int64)) for side in SIDES})
+        return {k: v.numpy() for k, v in self.gather(b, "cpu").items() if k not in HISTORY_KEYS.values()}
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -26,8 +26,10 @@ USER_TEXT_ORDER = USER_TEXT_COLUMNS[::-1]
 ITEM_TEXT_ORDER = ITEM_TEXT_COLUMNS[::-1]
 
 _SPACE = re.compile(r"\s+")
-# NFKC already maps the full-width comma to ","; the ideographic comma it leaves alone.
-_LIST_SEP = re.compile(r"[,\u3001]")
+# Entity lists are split on any of these: the ASCII comma, the full-width comma (NFKC folds it to
+# "," anyway) and the ideographic enumeration comma, which NFKC leaves alone.
+ENTITY_SEPARATORS = (",", "\uff0c", "\u3001")
+_LIST_SEP = re.compile("[" + "".join(map(re.escape, ENTITY_SEPARATORS)) + "]")
 
 
 @lru_cache(maxsize=1 << 18)  # titles and entity lists repeat across impressions

@@ -1,9 +1,18 @@
 """Content ids: every entity and every title word is a token with its own learned embedding.
 
-Entity columns are comma lists: each entry, normalised (NFKC, lowercase, whitespace collapsed),
-is one token. Title columns are free text: each word is one token. User and item fields share
-one vocabulary, so "sushi" in a user's queries and "sushi" in an item's entity names are the
-same id and meet in one embedding.
+Entity columns are lists (separators in embeddings/text.py): each entry, normalised (NFKC,
+lowercase, whitespace collapsed), is one token. Title columns are free text: each word is one
+token, from `text_words`, the one tokenisation of free text that the TF-IDF components (and so
+the LightGBM peer) use too. User and item fields share one vocabulary, so "sushi" in a user's
+queries and "sushi" in an item's entity names are the same id and meet in one embedding.
+
+Words: runs of letters and digits, as English is written. Chinese is written without spaces, so a
+run holding Chinese characters is segmented with rjieba (jieba's dictionary and algorithm, in
+Rust, dictionary bundled in the wheel). Measured on the zh sample (50k rows, seed 7): of the
+entities an item's title contains, rjieba returns 92% as tokens, with 90% of its tokens real
+words (4.2 per title); character 1-2 grams recover 76% with 19% real words, 2-3 grams 99% (none
+of the four-character ones) with 27% real words and 15 tokens per title, which crowd the per-field
+token budget and the TF-IDF vocabulary with grams that straddle two words.
 
 Ids: 0 pads; 1..V are the vocabulary (tokens seen at least `min_count` times on the training
 days, the `max_vocab` most frequent); every other token, including ones first seen after
@@ -17,6 +26,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +35,35 @@ from embeddings.text import normalise
 from m2ctr.schema import TITLE_COLUMNS
 
 _WORD = re.compile(r"[^\W_]+")
+# CJK unified ideographs (with extension A) and the compatibility block.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@lru_cache(maxsize=1 << 18)  # titles repeat across impressions
+def _words(text: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for run in _WORD.findall(text):
+        if _HAN.search(run):
+            import rjieba  # only text with Chinese characters needs the segmenter
+
+            out.extend(w for w in rjieba.cut(run) if not w.isspace())
+        else:
+            out.append(run)
+    return tuple(out)
+
+
+def text_words(value: str | None) -> list[str]:
+    """The words of a free text, normalised: English split on non-word characters, Chinese
+    segmented. The one tokenisation of titles and of the TF-IDF components."""
+    return list(_words(normalise(value)))
 
 
 def field_tokens(column: str, value: str | None) -> list[str]:
     """The tokens of one field: entity entries, or the words of a title."""
-    text = normalise(value)
-    if not text:
-        return []
     if column in TITLE_COLUMNS:
-        return _WORD.findall(text)
-    return text.split(", ")
+        return text_words(value)
+    text = normalise(value)
+    return text.split(", ") if text else []
 
 
 class TokenVocab:

@@ -1,5 +1,7 @@
 """TextComponents: TF-IDF over words, then TruncatedSVD, fitted on one side's distinct texts.
 
+Words come from embeddings.tokens.text_words, the token channel's own tokenisation.
+
 The content tower and the LightGBM peer read the same components, fitted the same way on the
 training days: each distinct text counts once (a user's fixed sequences are not weighted by
 activity). With fewer words than components the missing components are zero, so the width is
@@ -14,14 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.tokens import text_words
+
 N_COMPONENTS = 32
 
 
 def _vectorizer(vocabulary=None):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    # min_df=1: counts are over distinct texts, where a topic word may sit in a single one
-    return TfidfVectorizer(max_features=100_000, sublinear_tf=True, dtype=np.float32, vocabulary=vocabulary)
+    # min_df=1: counts are over distinct texts, where a topic word may sit in a single one.
+    # The words are the token channel's (text_words), so Chinese is segmented the same way.
+    return TfidfVectorizer(analyzer=text_words, max_features=100_000, sublinear_tf=True,
+                           dtype=np.float32, vocabulary=vocabulary)
 
 
 class TextComponents:

@@ -77,6 +77,9 @@ def side_features(prefix: str) -> tuple[str, ...]:
 USER_FEATURES = side_features("u")
 ITEM_FEATURES = side_features("i")
 PAIR_FEATURES = ("ui_imp_hist", "ui_clk_hist", "ui_has_history")
+# The history features of each key and the flag that says the key has any history.
+HISTORY_FAMILIES = {"user": (USER_FEATURES, "u_has_history"), "item": (ITEM_FEATURES, "i_has_history"),
+                    "pair": (PAIR_FEATURES, "ui_has_history")}
 HISTORY_FEATURES = (*USER_FEATURES, *ITEM_FEATURES, *PAIR_FEATURES)
 LAST_HIST_DATES = ("u_last_hist_date", "i_last_hist_date", "ui_last_hist_date")
 # The numeric model input, in a fixed order: history features, then the deep features.
@@ -106,7 +109,16 @@ ZERO, FEW, WARM = range(len(COLD_BUCKETS))
 FEW_MAX = 4
 
 
-def cold_bucket(train_counts) -> np.ndarray:
-    """Bucket index (ZERO, FEW, WARM) of each training-day impression count."""
-    counts = np.asarray(train_counts)
+def cold_bucket(counts) -> np.ndarray:
+    """Bucket index (ZERO, FEW, WARM) of each impression count."""
+    counts = np.asarray(counts)
     return np.where(counts <= 0, ZERO, np.where(counts <= FEW_MAX, FEW, WARM)).astype(np.int64)
+
+
+# Two uses of the same buckets. The *evaluation* buckets (`cold_user`, `cold_item`) count an id's
+# impressions on the training days: they describe test rows against the training window. The
+# *model* reads the point-in-time buckets (`hist_user`, `hist_item`): the row's own impressions on
+# the days before its day, columns of training_samples and of the serving snapshot alike. A
+# training row on an item's first day is then "zero", exactly as a new item at test time is.
+HISTORY_COUNTS = {"user": "u_imp_cum", "item": "i_imp_cum"}
+HISTORY_KEYS = {side: f"hist_{side}" for side in HISTORY_COUNTS}

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from synthetic.generate import N_DEEP, Config, generate
+from synthetic.lang import LANGUAGES
 
 
 def _int_at_least(low: int, what: str):
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="size of the user population (default: rows / 10)")
     gen.add_argument("--items", type=_positive_int, default=None, metavar="I",
                      help="size of the item population (default: rows / 40)")
+    gen.add_argument("--lang", choices=sorted(LANGUAGES), default="en",
+                     help="language of titles and entity names: en, or zh (Chinese without spaces "
+                          "between words, entity lists split by ',' or '，'); the users, items, "
+                          "clicks and truth are the same in every language (default: en)")
     gen.add_argument("--quiet", action="store_true",
                      help="no progress bar and no summary line on stderr")
     return parser
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out {args.out} exists and is not a directory")
     cfg = Config(rows=args.rows, days=args.days, seed=args.seed, start=args.start,
                  header=args.header, deep_features=args.deep_features, parts=args.parts,
-                 bad_rate=args.bad_rate, users=args.users, items=args.items)
+                 bad_rate=args.bad_rate, users=args.users, items=args.items,
+                 lang=args.lang)
     started = time.perf_counter()
     try:
         manifest = generate(cfg, args.out, progress=not args.quiet)

@@ -23,6 +23,7 @@ from synthetic.impressions import (
     Impressions,
     sample_impressions,
 )
+from synthetic.lang import LANGUAGES
 from synthetic.vocab import TOPIC_NAMES
 from synthetic.world import make_world
 
@@ -53,6 +54,7 @@ class Config:
     short_time_share: float = 0.3
     users: int | None = None  # None: rows // 10
     items: int | None = None  # None: rows // 40
+    lang: str = "en"  # language of the text; the world is the same in every language
 
     @property
     def n_users(self) -> int:
@@ -199,7 +201,9 @@ def _cold_start(clean: pd.DataFrame, key: str) -> list[dict]:
 
 def generate(cfg: Config, out: Path, progress: bool = False) -> dict:
     rng = np.random.default_rng(cfg.seed)
-    world = make_world(rng, cfg.n_users, cfg.n_items, cfg.days)
+    if cfg.lang not in LANGUAGES:
+        raise ValueError(f"unknown language {cfg.lang!r}; expected one of {sorted(LANGUAGES)}")
+    world = make_world(rng, cfg.n_users, cfg.n_items, cfg.days, LANGUAGES[cfg.lang])
     imp = sample_impressions(rng, world, cfg.rows, cfg.days, cfg.short_time_share,
                              cfg.deep_features)
     users, items = world.users, world.items
@@ -283,6 +287,8 @@ def _manifest(cfg: Config, imp: Impressions, items, part_of, kind_of, truth) -> 
     scene = items.scene[imp.item]
     args = asdict(cfg)
     args["start"] = first
+    if cfg.lang == "en":  # English manifests stay byte-identical to those written before --lang
+        del args["lang"]
     return {
         "seed": cfg.seed,
         "args": args,

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthetic.vocab import BAD_WORDS, GENERIC, GOOD_WORDS, TOPIC_NAMES, TOPICS
+from synthetic.lang import LANGUAGES, Language
+from synthetic.vocab import TOPIC_NAMES, TOPICS
 
 N_TOPICS = len(TOPIC_NAMES)
 N_SCENES = 5
@@ -26,9 +27,7 @@ ITEM_FIRST_DAY_SHARE = 0.3
 USER_MEAN_LIFETIME_DAYS = 10.0
 ITEM_MEAN_LIFETIME_DAYS = 8.0
 
-_WORDS = np.array([w for t in TOPIC_NAMES for w in TOPICS[t]], dtype=object)
 _WORDS_PER_TOPIC = len(TOPICS[TOPIC_NAMES[0]])
-_GENERIC = np.array(GENERIC, dtype=object)
 
 
 @dataclass
@@ -87,24 +86,24 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-12)
 
 
-def _join_sequences(words: np.ndarray, lengths: np.ndarray, sep: str) -> np.ndarray:
-    """Join consecutive runs of `words` (run i has lengths[i] words) into strings."""
+def _join_sequences(words: np.ndarray, lengths: np.ndarray, lang: Language) -> np.ndarray:
+    """Join consecutive runs of `words` (run i has lengths[i] words) into entity lists."""
     out = np.empty(len(lengths), dtype=object)
     ends = np.cumsum(lengths)
     flat = words.tolist()
     start = 0
     for i, end in enumerate(ends.tolist()):
-        out[i] = sep.join(flat[start:end])
+        out[i] = lang.list_sep(i).join(flat[start:end])
         start = end
     return out
 
 
-def _topic_words(rng: np.random.Generator, topics: np.ndarray) -> np.ndarray:
+def _topic_words(rng: np.random.Generator, topics: np.ndarray, lang: Language) -> np.ndarray:
     """One random word of each given topic."""
-    return _WORDS[topics * _WORDS_PER_TOPIC + rng.integers(0, _WORDS_PER_TOPIC, size=len(topics))]
+    return lang.words[topics * _WORDS_PER_TOPIC + rng.integers(0, _WORDS_PER_TOPIC, size=len(topics))]
 
 
-def _user_sequence(rng, interests, n_interests, min_len, max_len, p_empty, p_noise):
+def _user_sequence(rng, interests, n_interests, min_len, max_len, p_empty, p_noise, lang):
     """Entity sequences: mostly words of the user's interests, some noise words."""
     n = len(n_interests)
     lengths = rng.integers(min_len, max_len + 1, size=n)
@@ -114,10 +113,11 @@ def _user_sequence(rng, interests, n_interests, min_len, max_len, p_empty, p_noi
     topics = interests[owner, pick]
     noise = rng.random(len(owner)) < p_noise
     topics[noise] = rng.integers(0, N_TOPICS, size=int(noise.sum()))
-    return _join_sequences(_topic_words(rng, topics), lengths, ",")
+    return _join_sequences(_topic_words(rng, topics, lang), lengths, lang)
 
 
-def make_users(rng: np.random.Generator, n: int, days: int, topic_weight: np.ndarray) -> Users:
+def make_users(rng: np.random.Generator, n: int, days: int, topic_weight: np.ndarray,
+               lang: Language) -> Users:
     first_day = _first_days(rng, n, days, USER_FIRST_DAY_SHARE)
     last_day = first_day + rng.geometric(1.0 / USER_MEAN_LIFETIME_DAYS, size=n) - 1
     activity = _heavy_tail(rng, n, alpha=1.5, cap=300.0)
@@ -139,24 +139,24 @@ def make_users(rng: np.random.Generator, n: int, days: int, topic_weight: np.nda
         interests=interests,
         n_interests=n_interests,
         profile=profile,
-        bill_seq=_user_sequence(rng, interests, n_interests, 3, 10, 0.03, 0.15),
-        service_seq=_user_sequence(rng, interests, n_interests, 2, 6, 0.05, 0.2),
-        query_seq=_user_sequence(rng, interests, n_interests, 1, 5, 0.2, 0.25),
+        bill_seq=_user_sequence(rng, interests, n_interests, 3, 10, 0.03, 0.15, lang),
+        service_seq=_user_sequence(rng, interests, n_interests, 2, 6, 0.05, 0.2, lang),
+        query_seq=_user_sequence(rng, interests, n_interests, 1, 5, 0.2, 0.25, lang),
     )
 
 
-def _titles(rng, topic, quality) -> tuple[np.ndarray, np.ndarray]:
+def _titles(rng, topic, quality, lang: Language) -> tuple[np.ndarray, np.ndarray]:
     """Titles from topic and generic words; a few carry quotes, commas or a newline."""
     n = len(topic)
     n_topic_words = rng.integers(2, 5, size=n)
     owner = np.repeat(np.arange(n), n_topic_words)
-    words = _topic_words(rng, topic[owner]).tolist()
-    generic = _GENERIC[rng.integers(0, len(_GENERIC), size=(n, 2))].tolist()
+    words = _topic_words(rng, topic[owner], lang).tolist()
+    generic = lang.generic[rng.integers(0, len(lang.generic), size=(n, 2))].tolist()
     n_generic = rng.integers(0, 3, size=n).tolist()
     good = (rng.random(n) < 1 / (1 + np.exp(-(3.0 * quality - 3.0)))).tolist()
     bad = (rng.random(n) < 1 / (1 + np.exp(3.0 * quality + 3.0))).tolist()
-    good_word = rng.integers(0, len(GOOD_WORDS), size=n).tolist()
-    bad_word = rng.integers(0, len(BAD_WORDS), size=n).tolist()
+    good_word = rng.integers(0, len(lang.good), size=n).tolist()
+    bad_word = rng.integers(0, len(lang.bad), size=n).tolist()
     special = rng.random(n).tolist()
     titles = np.empty(n, dtype=object)
     newlines = np.zeros(n, dtype=np.int64)
@@ -165,9 +165,9 @@ def _titles(rng, topic, quality) -> tuple[np.ndarray, np.ndarray]:
         t = words[start:start + k] + generic[i][:n_generic[i]]
         start += k
         if good[i]:
-            t.insert(0, GOOD_WORDS[good_word[i]])
+            t.insert(0, lang.good[good_word[i]])
         if bad[i]:
-            t.insert(0, BAD_WORDS[bad_word[i]])
+            t.insert(0, lang.bad[bad_word[i]])
         s = special[i]
         if s < 0.02:  # empty title: still a clean record
             titles[i] = ""
@@ -177,18 +177,18 @@ def _titles(rng, topic, quality) -> tuple[np.ndarray, np.ndarray]:
         elif s < 0.05:
             t[-1] = f'"{t[-1]}"'
         elif s < 0.08:
-            t[0] = t[0] + ","
+            t[0] = t[0] + lang.title_comma
         elif s < 0.10:
-            t[-1] = t[-1] + "\n" + GENERIC[i % len(GENERIC)]
+            t[-1] = t[-1] + "\n" + lang.generic[i % len(lang.generic)]
             newlines[i] = 1
         elif s < 0.11:
-            t[0] = f'{t[0]} 15"'  # an inch mark: a lone quote inside the text
-        title = " ".join(t)
-        titles[i] = title[0].upper() + title[1:]
+            t[0] = f'{t[0]}{lang.word_sep}15"'  # an inch mark: a lone quote inside the text
+        titles[i] = lang.join_title(t)
     return titles, newlines
 
 
-def make_items(rng: np.random.Generator, n: int, days: int, topic_weight: np.ndarray) -> Items:
+def make_items(rng: np.random.Generator, n: int, days: int, topic_weight: np.ndarray,
+               lang: Language) -> Items:
     first_day = _first_days(rng, n, days, ITEM_FIRST_DAY_SHARE)
     last_day = first_day + rng.geometric(1.0 / ITEM_MEAN_LIFETIME_DAYS, size=n) - 1
     popularity = _heavy_tail(rng, n, alpha=1.2, cap=1000.0)
@@ -200,13 +200,13 @@ def make_items(rng: np.random.Generator, n: int, days: int, topic_weight: np.nda
     scene = (u > np.cumsum(scene_by_topic[topic], axis=1)).sum(axis=1).clip(0, N_SCENES - 1)
     profile = rng.normal(size=(n, 5))
     profile[:, 0] = 0.6 * _standardize(quality) + 0.8 * profile[:, 0]
-    title, title_newlines = _titles(rng, topic, quality)
+    title, title_newlines = _titles(rng, topic, quality, lang)
     n_names = rng.integers(2, 6, size=n)
     n_names[rng.random(n) < 0.03] = 0
     owner = np.repeat(np.arange(n), n_names)
-    names = _topic_words(rng, topic[owner])
+    names = _topic_words(rng, topic[owner], lang)
     generic = rng.random(len(owner)) < 0.1
-    names[generic] = _GENERIC[rng.integers(0, len(_GENERIC), size=int(generic.sum()))]
+    names[generic] = lang.generic[rng.integers(0, len(lang.generic), size=int(generic.sum()))]
     return Items(
         ids=np.array([f"i{k}" for k in range(n)], dtype=object),
         first_day=first_day,
@@ -217,14 +217,15 @@ def make_items(rng: np.random.Generator, n: int, days: int, topic_weight: np.nda
         scene=scene.astype(np.int64),
         profile=profile,
         title=title,
-        entity_names=_join_sequences(names, n_names, ","),
+        entity_names=_join_sequences(names, n_names, lang),
         title_newlines=title_newlines,
     )
 
 
-def make_world(rng: np.random.Generator, n_users: int, n_items: int, days: int) -> World:
+def make_world(rng: np.random.Generator, n_users: int, n_items: int, days: int,
+               lang: Language = LANGUAGES["en"]) -> World:
     topic_weight = rng.dirichlet(np.full(N_TOPICS, 4.0))
     topic_bias = rng.normal(0.0, 0.5, size=N_TOPICS)
-    users = make_users(rng, n_users, days, topic_weight)
-    items = make_items(rng, n_items, days, topic_weight)
+    users = make_users(rng, n_users, days, topic_weight, lang)
+    items = make_items(rng, n_items, days, topic_weight, lang)
     return World(users=users, items=items, topic_weight=topic_weight, topic_bias=topic_bias)

@@ -53,8 +53,8 @@ def cfg(tmp_path_factory):
 
 
 def cold_of(counts: dict[str, dict[str, int]]):
-    """A `cold(side, ids)` callable from training-row counts per side."""
-    return lambda side, ids: cold_bucket([counts[side].get(v, 0) for v in ids.to_pylist()])
+    """A `cold(side, batch)` callable from training-row counts per side."""
+    return lambda side, batch: cold_bucket([counts[side].get(v, 0) for v in batch.column(f"{side}_id").to_pylist()])
 
 
 def row_counts(tables) -> dict[str, dict[str, int]]:
@@ -73,7 +73,7 @@ def fit(cfg, train: pa.Table, counts=None, chunk: int = 7) -> TextFeaturizer:
 
 
 def blocks(feat: TextFeaturizer, table: pa.Table) -> dict[str, np.ndarray]:
-    cold = {side: cold_of(feat.counts)(side, table.column(f"{side}_id")) for side in ("user", "item")}
+    cold = {side: cold_of(feat.counts)(side, table) for side in ("user", "item")}
     out = feat.blocks(table, cold)
     out.update({f"cold_{side}": v for side, v in cold.items()})
     return out

@@ -21,8 +21,8 @@ def batch(n: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
            "dense": torch.randn(n, 6, generator=g),
            "scene": torch.randint(0, N_SCENES, (n,), generator=g),
            "label": torch.randint(0, 2, (n,), generator=g).float(),
-           "cold_user": torch.randint(0, 3, (n,), generator=g),
-           "cold_item": torch.randint(0, 3, (n,), generator=g)}
+           "hist_user": torch.randint(0, 3, (n,), generator=g),
+           "hist_item": torch.randint(0, 3, (n,), generator=g)}
     out.update({name: torch.randn(n, w, generator=g) for name, w in SPEC["blocks"].items()})
     return out
 
@@ -64,7 +64,7 @@ def test_gate_mixes_backbone_and_content_logits():
                             + [b[u] * b[i] for u, i in model.pairs]
                             + [torch.nn.functional.cosine_similarity(b[u][:, :-1], b[i][:, :-1]).unsqueeze(1)
                                for u, i in model.pairs]
-                            + [model.cold[k](b[k]) for k in ("cold_user", "cold_item")], dim=1)
+                            + [model.cold[k][b[key]] for k, key in enumerate(("hist_user", "hist_item"))], dim=1)
         torch.testing.assert_close(model.content_input(b), content)
         content_logit = model.content.shared(content).squeeze(-1)
         backbone_logit = model.backbone(b)
@@ -75,6 +75,34 @@ def test_gate_mixes_backbone_and_content_logits():
         torch.testing.assert_close(model(b)[0], backbone_logit, atol=1e-5, rtol=1e-5)
         last.bias.zero_()       # alpha = 1/2: the average
         torch.testing.assert_close(model(b)[0], (content_logit + backbone_logit) / 2)
+
+
+def test_residual_mix_adds_alpha_times_content_to_the_backbone():
+    torch.manual_seed(0)
+    model = Fusion(SPEC, mix="residual").eval()
+    b = batch()
+    with torch.no_grad():
+        logits, _ = model(b)
+        content_logit = model.content.shared(model.content_input(b)).squeeze(-1)
+        alpha = torch.sigmoid(model.gate(model.content_input(b)))
+        torch.testing.assert_close(logits, model.backbone(b) + alpha * content_logit)
+    with pytest.raises(ValueError, match="mix must be one of"):
+        Fusion(SPEC, mix="average")
+
+
+def test_gate_reads_the_cold_buckets_directly():
+    """The per-bucket bias moves alpha of the rows of that bucket, and of no other rows."""
+    torch.manual_seed(0)
+    model = Fusion(SPEC).eval()
+    b = batch(n=256)
+    with torch.no_grad():
+        before = model(b)[1]["alpha"]
+        model.cold_bias[:, 0].fill_(3.0)  # every row whose item has no history
+        after = model(b)[1]["alpha"]
+    new_item = b["hist_item"] == 0
+    assert (after[new_item] > before[new_item] + 0.2).all()
+    torch.testing.assert_close(after[~new_item], before[~new_item])
+    assert "cold_bias" in dict(model.named_parameters())
 
 
 def test_learns_from_text_blocks():

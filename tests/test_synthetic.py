@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import re
 import subprocess
@@ -117,7 +118,8 @@ def test_help_documents_every_option():
     done = run_cli("generate", "--help")
     assert done.returncode == 0
     for option in ("--rows", "--days", "--seed", "--out", "--start", "--no-header",
-                   "--deep-features", "--parts", "--bad-rate", "--users", "--items", "--quiet"):
+                   "--deep-features", "--parts", "--bad-rate", "--users", "--items", "--lang",
+                   "--quiet"):
         assert option in done.stdout, option
     assert "truth.parquet" in done.stdout and "manifest.json" in done.stdout
 
@@ -131,6 +133,7 @@ def test_help_documents_every_option():
     ["--no-header", "--deep-features", "10"],
     ["--bad-rate", "0.9"],
     ["--colour", "red"],
+    ["--lang", "fr"],
 ])
 def test_bad_arguments_exit_2_with_one_error_line(tmp_path, args):
     done = run_cli("generate", "--out", str(tmp_path / "raw"), *args)
@@ -154,6 +157,54 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "part-00000.csv").read_bytes() != (c / "part-00000.csv").read_bytes()
+
+
+# sha256 of the English files that seed 5, 3000 rows, 3 days gave before --lang existed: adding a
+# language must not move a byte of them (parquet files are left out: their footer names the
+# pyarrow version that wrote them).
+ENGLISH_SHA256 = {
+    "manifest.json": "9056ddbf2cfdc966b60b9667ce34dbe980a7445881b8ab03636f0186ed4c8ac0",
+    "part-00000.csv": "a8e7c4155c203f21a6f348845ff37d37b38229c6626be41258aa801b8fed56c4",
+    "part-00001.csv": "c0835edbed9b1ebfe5b63ec99f2466a05d1cbdadb6af489a536698a55a875fab",
+    "part-00002.csv": "dca2ac9786027e6044da7c0b886d5fb9368ff0ce124d5955b92a7a16e1472a92",
+    "part-00003.csv": "980d49f0b6b82259bf19c55b88bf9b03c36655a2bd9171dd097a0a3175d1a3b8",
+}
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_english_output_is_unchanged_and_chinese_is_the_same_world(tmp_path):
+    en, zh = tmp_path / "en", tmp_path / "zh"
+    generate(en, "--rows", "3000", "--days", "3", "--seed", "5")
+    manifest = generate(zh, "--rows", "3000", "--days", "3", "--seed", "5", "--lang", "zh")
+    for name, digest in ENGLISH_SHA256.items():
+        assert hashlib.sha256((en / name).read_bytes()).hexdigest() == digest, name
+    assert manifest["args"]["lang"] == "zh"
+    pd.testing.assert_frame_equal(pd.read_parquet(en / "truth.parquet"),
+                                  pd.read_parquet(zh / "truth.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(en / "bad.parquet"),
+                                  pd.read_parquet(zh / "bad.parquet"))
+    text = ["bill_entity_seq", "service_entity_seq", "query_entity_seq", "item_entity_names",
+            "item_title"]
+    a, b = read_records(en), read_records(zh)
+    assert (a.kind == b.kind).all()
+    ca = pd.DataFrame(a[a.kind == "clean"]["fields"].tolist(), columns=COLUMNS)
+    cb = pd.DataFrame(b[b.kind == "clean"]["fields"].tolist(), columns=COLUMNS)
+    other = [c for c in COLUMNS if c not in text]
+    pd.testing.assert_frame_equal(ca[other], cb[other])
+    # Same number of entities in every list; Chinese lists use both commas, titles no spaces.
+    for column in text[:4]:
+        count = cb[column].str.count("[,，]") + (cb[column] != "")
+        assert (count == ca[column].str.count(",") + (ca[column] != "")).all(), column
+        assert not cb[column].str.contains(r"[a-z]").any(), column
+    lists = pd.concat([cb[c] for c in text[:4]])
+    assert lists.str.contains("，").any() and lists.str.contains(",").any()
+    titles = cb["item_title"][cb["item_title"] != ""]
+    assert titles.map(lambda t: bool(HAN.search(t))).all()
+    assert not titles.str.contains(r"[a-z] [a-z]|[\u4e00-\u9fff] [\u4e00-\u9fff]").any()
+    # Titles mix the item's own entities with other words.
+    shares = [any(e in t for e in re.split("[,，]", n) if e)
+              for t, n in zip(cb["item_title"], cb["item_entity_names"]) if t and n]
+    assert 0.2 < np.mean(shares) < 1.0
 
 
 def test_rerun_into_same_directory_replaces_old_parts(tmp_path):

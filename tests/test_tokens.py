@@ -74,6 +74,40 @@ def test_tokens_follow_their_rows_when_batches_are_shuffled():
     assert (b["tok_item"][row, list(SIDES["item"][1]).index("item_title")] == own).all()
 
 
+def test_chinese_titles_become_words_that_meet_the_entity_lists():
+    # Written as the zh sample writes them: no spaces, entities inside other words.
+    title = "官方精选机票酒店优惠，护照签证办理指南"
+    words = field_tokens("item_title", title)
+    assert len(words) >= 6 and {"机票", "酒店", "护照", "签证", "指南"} <= set(words)
+    entities = field_tokens("item_entity_names", "机票,酒店，护照")
+    assert set(entities) <= set(words)
+    vocab = TokenVocab.fit([(["item_title", "item_entity_names"], [title, "机票,酒店，护照"], 3)],
+                           min_count=2, max_vocab=100, buckets=8, per_field=8)
+    ids = vocab.encode(["item_title", "item_entity_names"], [[title, "机票，酒店，护照"]])[0]
+    assert set(ids[1][ids[1] > 0]) <= set(ids[0][ids[0] > 0])  # one id where the two meet
+    # English keeps its word split; a mixed run is split where the script changes.
+    assert field_tokens("item_title", "Best Sushi-Bar, 15\" deal") == ["best", "sushi", "bar", "15", "deal"]
+    assert {"iphone", "手机"} <= set(field_tokens("item_title", "iPhone手机壳"))
+
+
+@pytest.mark.parametrize("column", ["item_entity_names", "query_entity_seq"])
+def test_full_width_and_ascii_separators_give_the_same_entities(column):
+    expected = ["咖啡豆", "拿铁", "coffee beans"]
+    for written in ("咖啡豆,拿铁,Coffee Beans", "咖啡豆，拿铁，Coffee Beans", "咖啡豆、拿铁, coffee beans",
+                    " 咖啡豆 ，拿铁,,ＣＯＦＦＥＥ　beans"):
+        assert field_tokens(column, written) == expected, written
+
+
+def test_text_components_use_the_token_words():
+    from embeddings.topics import TextComponents
+
+    texts = ["护士处方药店奖励. 药店, 护士", "年份梅洛霞多丽新品. 梅洛, 年份", "咖啡豆手冲摩卡. 摩卡",
+             "Best sushi ramen. sushi, ramen"]
+    comp = TextComponents(n_components=2).fit(texts)
+    assert {"药店", "梅洛", "霞多丽", "摩卡", "sushi"} <= set(comp.tfidf.vocabulary_)
+    assert not {"护士处方药店奖励", "年份梅洛霞多丽新品"} & set(comp.tfidf.vocabulary_)  # no stretches
+
+
 @pytest.mark.slow
 def test_tokens_beat_no_tokens_on_zero_history_items(tmp_path):
     """A table whose clicks depend on the item's topic and on the user's topic matching it, which

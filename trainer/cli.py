@@ -36,6 +36,33 @@ def positive(text: str) -> int:
     return value
 
 
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def add_cold_start_arguments(p: argparse.ArgumentParser) -> None:
+    from .models import MODELS
+
+    defaults = "; ".join(f"{name}: {cls.cold_start}" for name, cls in MODELS.items() if hasattr(cls, "cold_start"))
+    g = p.add_argument_group(
+        "cold-start simulation (training batches only; default: the model's own, "
+        f"{defaults}; 0 for the others)")
+    g.add_argument("--cold-user", type=probability, metavar="P",
+                   help="share of training rows whose user is shown as new (new-id row, no-history bucket)")
+    g.add_argument("--cold-item", type=probability, metavar="P", help="the same for the item")
+    g.add_argument("--cold-mask-history", type=on_off, metavar="on|off",
+                   help="a simulated side's history features take their no-history values too")
+
+
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     def opt(name: str, help: str, **kw):
         p_ = kw.pop("group", p)
@@ -95,6 +122,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
                    help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
     opt("cache_dir", "text vector cache", group=g)
+    add_cold_start_arguments(p)
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:

@@ -47,6 +47,10 @@ class FitConfig:
     max_vocab: int = 200_000
     hash_buckets: int = 4096
     shuffle_buffer: int = 262_144
+    # -- cold-start simulation on training batches (trainer.coldstart); None: the model's default
+    cold_user: float | None = None
+    cold_item: float | None = None
+    cold_mask_history: bool | None = None
     # -- content: token ids, text components, encoder vectors, fallback vectors
     tokens: bool = False
     topics: bool = False

@@ -25,10 +25,14 @@ import pyarrow.parquet as pq
 from m2ctr.schema import (
     DENSE_COLUMNS,
     FLAG_COLUMNS,
+    HISTORY_COUNTS,
+    HISTORY_FAMILIES,
+    HISTORY_KEYS,
     ID_COLUMNS,
     KEY_COLUMNS,
     LOG_COLUMNS,
     TEXT_COLUMNS,
+    ZERO,
     cold_bucket,
 )
 
@@ -41,6 +45,9 @@ class TrainerError(Exception):
 
 
 REQUIRED_COLUMNS = (*KEY_COLUMNS, *DENSE_COLUMNS)
+# what the text side is fitted on: ids, texts and the point-in-time counts of the cold buckets
+TEXT_FIT_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS, *HISTORY_COUNTS.values())
+NEW_ID = 0  # the id row of a user or item without history (Preprocessor, new_ids on)
 
 
 def stable_hash(values) -> np.ndarray:
@@ -56,6 +63,12 @@ def _numpy(col: pa.Array | pa.ChunkedArray, fill, dtype) -> np.ndarray:
 
 def _strings(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(col.cast(pa.string()), "").to_numpy(zero_copy_only=False)
+
+
+def history_bucket(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
+    """The point-in-time cold-start bucket of each row's user or item: its impressions on the days
+    before the row's day, as training_samples and the serving snapshot give them."""
+    return cold_bucket(_numpy(batch.column(HISTORY_COUNTS[side]), 0, np.int64))
 
 
 # ---------------------------------------------------------------------------- table
@@ -141,10 +154,16 @@ class Preprocessor:
     An id seen at least `min_count` times on the training days gets its own row (1..V, at most
     `max_vocab` of the most frequent); every other id, including ids first seen at validation or
     test time, is hashed into one of `hash_buckets` shared rows after the vocabulary.
+
+    With `new_ids` on, an id that has no history as of its row's day (point-in-time bucket zero)
+    reads row 0 instead, one learned "new id" row per field: a training row on an item's first day
+    then meets the id input a new item meets at test time, rather than an embedding trained on that
+    very row, and the cold-start simulation (trainer.coldstart) sends its dropped ids there too.
     """
 
     def __init__(self, state: dict, vocab: dict[str, list[str]], counts: dict[str, tuple[list, list]]):
         self.state = state
+        self.new_ids = bool(state.get("new_ids", False))
         self.mean = np.asarray(state["mean"], dtype=np.float32)
         self.std = np.asarray(state["std"], dtype=np.float32)
         self.log_mask = np.isin(state["dense_columns"], state["log_columns"])
@@ -158,13 +177,18 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, batches: Iterable[pa.RecordBatch], min_count: int = 2, max_vocab: int = 200_000,
-            hash_buckets: int = 4096) -> Preprocessor:
+            hash_buckets: int = 4096, new_ids: bool = False) -> Preprocessor:
         counts = {f: Counter() for f in ID_COLUMNS}
         scenes: Counter = Counter()
         n = 0
         s1 = np.zeros(len(DENSE_COLUMNS))
         s2 = np.zeros(len(DENSE_COLUMNS))
         log_mask = np.isin(DENSE_COLUMNS, LOG_COLUMNS)
+        # per scene: sums and rows of each history feature over the rows whose key has no history
+        empty_sum: dict[int, np.ndarray] = {}
+        empty_n: dict[int, np.ndarray] = {}
+        families = [(np.isin(DENSE_COLUMNS, cols), DENSE_COLUMNS.index(flag))
+                    for cols, flag in HISTORY_FAMILIES.values()]
         for batch in batches:
             for f in ID_COLUMNS:
                 vc = pc.value_counts(pc.fill_null(batch.column(f).cast(pa.string()), ""))
@@ -176,6 +200,15 @@ class Preprocessor:
             s1 += x.sum(0)
             s2 += (x * x).sum(0)
             n += batch.num_rows
+            scene_raw = _numpy(batch.column("scene"), -1, np.int64)
+            for s in np.unique(scene_raw):
+                at = scene_raw == s
+                sums = empty_sum.setdefault(int(s), np.zeros(len(DENSE_COLUMNS)))
+                rows = empty_n.setdefault(int(s), np.zeros(len(DENSE_COLUMNS)))
+                for cols, flag in families:
+                    none = at & (x[:, flag] == 0)
+                    sums[cols] += x[none][:, cols].sum(0)
+                    rows[cols] += none.sum()
         if n == 0:
             raise TrainerError("empty split: the training days hold no rows")
         scenes.pop(None, None)
@@ -189,6 +222,14 @@ class Preprocessor:
             frequent = sorted(((c, k) for k, c in counts[f].items() if c >= min_count and k != ""),
                               key=lambda ck: (-ck[0], ck[1]))[:max_vocab]
             vocab[f] = [k for _, k in frequent]
+        # The standardised value each history feature has on a row whose key has no history, per
+        # scene (the smoothed CTRs are the scene's prior there): what the cold-start simulation
+        # writes when it masks a side's history. 0 before standardisation where no such row exists.
+        no_history = []
+        for s in sorted(scenes):
+            rows = empty_n.get(int(s), np.zeros(len(DENSE_COLUMNS)))
+            raw = np.where(rows > 0, empty_sum.get(int(s), 0.0) / np.maximum(rows, 1), 0.0)
+            no_history.append(((raw - mean) / std).tolist())
         state = {
             "dense_columns": list(DENSE_COLUMNS),
             "log_columns": list(LOG_COLUMNS),
@@ -198,6 +239,8 @@ class Preprocessor:
             "scene_counts": [scenes[s] for s in sorted(scenes)],
             "hash_buckets": hash_buckets,
             "min_count": min_count,
+            "new_ids": new_ids,
+            "no_history": no_history,
             "n_train_rows": n,
         }
         return cls(state, vocab, {f: (list(c), list(c.values())) for f, c in counts.items()})
@@ -206,7 +249,7 @@ class Preprocessor:
 
     @property
     def id_cardinalities(self) -> list[int]:
-        # row 0 unused, 1..V vocabulary, then the hash buckets
+        # row 0 the new-id row (trained only with new_ids on), 1..V vocabulary, then the hash buckets
         return [1 + len(self.vocab[f]) + self.hash_buckets for f in ID_COLUMNS]
 
     @property
@@ -230,8 +273,12 @@ class Preprocessor:
         return np.where(at >= 0, n[np.maximum(at, 0)] if len(n) else 0, 0)
 
     def cold(self, side: str, ids: pa.Array) -> np.ndarray:
-        """Cold-start bucket of each id of one side ('user' or 'item')."""
+        """Evaluation cold-start bucket (training-day count) of each id of one side."""
         return cold_bucket(self.train_count(f"{side}_id", _strings(ids)))
+
+    def no_history(self, scene: np.ndarray) -> np.ndarray:
+        """[B, n_dense]: each row's standardised dense input had its keys no history (by scene index)."""
+        return np.asarray(self.state["no_history"], dtype=np.float32)[scene]
 
     def transform(self, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         x = _dense_matrix(batch)
@@ -243,11 +290,18 @@ class Preprocessor:
             unknown = sorted(set(scene_raw[scene < 0].tolist()))
             raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
         ids = {f: _strings(batch.column(f)) for f in ID_COLUMNS}
+        hist = {side: history_bucket(batch, side) for side in HISTORY_KEYS}
+        encoded = np.stack([self.encode_ids(f, ids[f]) for f in ID_COLUMNS], axis=1)
+        if self.new_ids:
+            for k, side in enumerate(HISTORY_KEYS):
+                encoded[hist[side] == ZERO, k] = NEW_ID
         return {
-            "ids": np.stack([self.encode_ids(f, ids[f]) for f in ID_COLUMNS], axis=1),
+            "ids": encoded,
             "dense": x.astype(np.float32, copy=False),
             "scene": scene,
             "label": _numpy(batch.column("label"), 0, np.float32),
+            # the model's point-in-time cold signal, and the evaluation buckets beside it
+            **{HISTORY_KEYS[side]: b for side, b in hist.items()},
             "cold_user": cold_bucket(self.train_count("user_id", ids["user_id"])),
             "cold_item": cold_bucket(self.train_count("item_id", ids["item_id"])),
             # GAUC groups by the user (hash buckets would merge users); a 64-bit key is enough
@@ -295,7 +349,7 @@ class Features:
     def __call__(self, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
         arrays = self.prep.transform(batch)
         if self.featurizer is not None:
-            cold = {"user": arrays["cold_user"], "item": arrays["cold_item"]}
+            cold = {side: arrays[key] for side, key in HISTORY_KEYS.items()}
             arrays.update(self.featurizer.transform(batch, cold))
         return arrays
 

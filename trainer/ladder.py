@@ -61,13 +61,19 @@ def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict,
                               out_dir=run_dir, threads=base.threads)
 
 
-def _slices(test: dict) -> dict[str, float | None]:
-    """The ladder's columns of one run's test metrics, flattened."""
+def _slices(metrics: dict) -> dict[str, float | None]:
+    """The ladder's columns of one run's metrics, flattened: test AUC overall, per scene and per
+    cold-start bucket, validation AUC, and a gated model's mean test alpha per item bucket."""
+    test = metrics["test"]
     out = {"auc": test["auc"]}
     out.update({f"scene {s}": v for s, v in sorted(test["per_scene_auc"].items())})
     for side in ("user", "item"):
         for name in COLD_BUCKETS:
             out[f"{side} {name}"] = test["cold_start"][side][name]["auc"]
+    out["val auc"] = metrics.get("val", {}).get("auc")
+    alpha = metrics.get("extras", {}).get("test", {}).get("alpha")
+    if alpha:
+        out.update({f"alpha item {name}": alpha["cold_item"].get(name) for name in COLD_BUCKETS})
     return out
 
 
@@ -82,7 +88,7 @@ def summarise(results: dict[str, list[dict]]) -> dict:
     """{rung: {column: {mean, std, values}}} from each rung's list of metrics.json."""
     table = {}
     for rung, runs in results.items():
-        cols = [_slices(r["test"]) for r in runs]
+        cols = [_slices(r) for r in runs]
         table[rung] = {c: _mean_std([row.get(c) for row in cols]) for c in cols[0]}
     return table
 
@@ -94,18 +100,19 @@ def _cell(stat: dict) -> str:
 
 
 def markdown(summary: dict, sizes: dict[str, int], seeds: list[int], table: str) -> str:
-    columns = list(next(iter(summary.values())))
+    columns = list(dict.fromkeys(c for stats in summary.values() for c in stats))
     lines = [
         "# Model ladder: test AUC",
         "",
         f"Table `{table}`, seeds {seeds}; mean ± sample std over seeds (the oracle has no seed).",
-        "Cold-start buckets count training-day impressions (zero 0, few 1-4, warm 5+).",
+        "Cold-start buckets count training-day impressions (zero 0, few 1-4, warm 5+); alpha is a gated",
+        "model's mean test alpha per item bucket.",
         "",
         "| rung | " + " | ".join(columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for rung, stats in summary.items():
-        lines.append(f"| {rung} | " + " | ".join(_cell(stats[c]) for c in columns) + " |")
+        lines.append(f"| {rung} | " + " | ".join(_cell(stats[c]) if c in stats else "" for c in columns) + " |")
     lines.append("| test rows | " + " | ".join(f"{sizes.get(c, '')}" for c in columns) + " |")
     return "\n".join(lines) + "\n"
 

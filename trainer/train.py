@@ -9,6 +9,7 @@ module only says what goes in.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import random
 import sys
@@ -27,13 +28,16 @@ from tqdm import tqdm
 from . import distributed
 from . import metrics as M
 from .artifacts import RunDir, atomic_path, warehouse_record
+from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
     REQUIRED_COLUMNS,
+    TEXT_FIT_COLUMNS,
     Features,
     Preprocessor,
     Table,
     TrainerError,
+    history_bucket,
     ordered_batches,
     shuffled_batches,
     split_days,
@@ -173,6 +177,7 @@ class Prepared:
     device: torch.device
     threads: int
     world: distributed.World = field(default_factory=distributed.World)
+    simulation: ColdStartSimulation = field(default_factory=ColdStartSimulation)
 
 
 def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
@@ -192,6 +197,16 @@ def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
             "token_buckets": cfg.token_buckets, "tokens_per_field": cfg.tokens_per_field}
 
 
+def simulation_config(cfg: FitConfig) -> ColdStartSimulation:
+    """The cold-start simulation of a run: the options given, the model's defaults otherwise."""
+    given = {"p_user": cfg.cold_user, "p_item": cfg.cold_item, "mask_history": cfg.cold_mask_history}
+    values = {**getattr(MODELS[cfg.model], "cold_start", {}), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        return ColdStartSimulation(**values)
+    except ValueError as e:
+        raise TrainerError(str(e)) from None
+
+
 def prepare(cfg: FitConfig) -> Prepared:
     if cfg.model not in MODELS:
         raise TrainerError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
@@ -202,17 +217,24 @@ def prepare(cfg: FitConfig) -> Prepared:
     world = distributed.init(device)
     device = world.device(device)
     content = content_config(cfg, MODELS[cfg.model].uses_text)
+    simulation = simulation_config(cfg)
     table = Table(cfg.table, need_text=content is not None)
     split = split_days(table.days, cfg.val_days, cfg.test_days)
+    # the content side's runs (and every simulated one) read the point-in-time cold signals and
+    # give ids without history the learned new-id row
+    cold_signals = content is not None or simulation.on
     prep = Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS),
-                            min_count=cfg.min_count, max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
+                            min_count=cfg.min_count, max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets,
+                            new_ids=cold_signals)
     featurizer = None
     if content is not None:
         from embeddings import TextFeaturizer
-        from m2ctr.schema import ID_COLUMNS, TEXT_COLUMNS
 
-        featurizer = TextFeaturizer(content).fit(
-            table.batches(split["train_days"], [*ID_COLUMNS, *TEXT_COLUMNS]), prep.cold)
+        def cold(side, batch):
+            # a simulated row of any id reads its text's sentence vector: encode them all
+            return np.zeros(batch.num_rows, np.int64) if simulation.on else history_bucket(batch, side)
+
+        featurizer = TextFeaturizer(content).fit(table.batches(split["train_days"], TEXT_FIT_COLUMNS), cold)
     spec = {
         "n_dense": prep.n_dense,
         "id_fields": ["user_id", "item_id"],
@@ -221,8 +243,9 @@ def prepare(cfg: FitConfig) -> Prepared:
         "scenes": prep.scenes,
         "blocks": featurizer.widths if featurizer is not None else {},
         "tokens": featurizer.token_spec if featurizer is not None else None,
+        "cold_signals": cold_signals,
     }
-    return Prepared(table, split, prep, Features(prep, featurizer), spec, device, threads, world)
+    return Prepared(table, split, prep, Features(prep, featurizer), spec, device, threads, world, simulation)
 
 
 # ---------------------------------------------------------------------------- fit, step 2: build
@@ -246,8 +269,12 @@ def epoch_batches(p: Prepared, cfg: FitConfig, epoch: int):
     shard = training_shard(p.table, p.split["train_days"], cfg.seed, epoch, w.rank, w.size)
 
     def one_pass(repeat: int):
-        return shuffled_batches(p.table, shard, p.features, cfg.batch_size, cfg.shuffle_buffer,
-                                cfg.seed, epoch, repeat)
+        batches = shuffled_batches(p.table, shard, p.features, cfg.batch_size, cfg.shuffle_buffer,
+                                   cfg.seed, epoch, repeat)
+        if not p.simulation.on:
+            return batches
+        rng = np.random.default_rng([cfg.seed, epoch, repeat, w.rank, 1])
+        return (p.simulation(b, p.prep, rng) for b in batches)
 
     if not w.parallel:
         yield from one_pass(0)
@@ -331,6 +358,7 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
         "hparams": getattr(model, "hparams", dict(cfg.hp)),
         "spec": p.spec,
         "content": p.features.featurizer.cfg.__dict__ if p.features.featurizer is not None else None,
+        "cold_start_simulation": dataclasses.asdict(p.simulation),
         "split": p.split,
         "table": str(Path(cfg.table).resolve()),
         "warehouse": warehouse_record(cfg.table),

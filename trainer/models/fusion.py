@@ -6,8 +6,9 @@
                      fb_user, fb_item, fb_user * fb_item, cos(fb_user, fb_item),
                      topic_user, topic_item, topic_user * topic_item, cos(...), cold buckets]
     content_logit = one small MLP per scene over `content`             [B, S]
-    alpha         = sigmoid(gate(content))                             [B, S], in (0, 1)
-    logit         = (1 - alpha) * mmoe_logit + alpha * content_logit
+    alpha         = sigmoid(gate(content) + cold_bias[hist_user, hist_item])   [B, S], in (0, 1)
+    logit         = (1 - alpha) * mmoe_logit + alpha * content_logit   (mix="convex")
+                  = mmoe_logit + alpha * content_logit                 (mix="residual")
 
 The content ids (entities and title words, one table for both sides) carry the topic signal
 that frozen sentence vectors of short entity lists separate only weakly; the whitened vectors and
@@ -18,9 +19,14 @@ are a direct match signal. The backbone sees the tabular features only (`backbon
 feeds it the vector blocks). The gate sees only the content side, so it can lean on content where
 the ids carry little (new users and items) and on the backbone where history exists; its bias
 starts at `gate_bias` (alpha about 0.12 at -2), so the model starts as its backbone and moves
-toward the content only where that lowers the loss. The cold buckets (zero / few / warm, from
-training-day counts) say how far the id features can be trusted. `forward` also returns each
-row's alpha for its own scene, which the trainer summarises by scene and cold bucket.
+toward the content only where that lowers the loss. The cold buckets (zero / few / warm: the
+row's own user's and item's impressions before its day, `hist_user` / `hist_item`) say how far the
+id features can be trusted; the gate reads them twice, through the content input and directly as a
+learned bias on alpha's logit per (user bucket, item bucket, scene), so "this item is new" moves
+alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
+simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
+they are at test time. `forward` also returns each row's alpha for its own scene, which the
+trainer summarises by scene and cold bucket.
 """
 
 from __future__ import annotations
@@ -31,25 +37,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2ctr.schema import COLD_BUCKETS
+from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
 from .layers import TokenPooling, merge_hparams, mlp, towers
 from .mmoe import MMoE
 
 VECTOR_BLOCKS = ("text_user", "text_item", "fb_user", "fb_item", "topic_user", "topic_item")
 PAIRS = (("text_user", "text_item"), ("fb_user", "fb_item"), ("topic_user", "topic_item"))
-COLD_KEYS = ("cold_user", "cold_item")
+COLD_KEYS = tuple(HISTORY_KEYS.values())
+MIXES = ("convex", "residual")
 
 
 class Fusion(nn.Module):
     uses_text = True
     defaults: ClassVar[dict] = {**MMoE.defaults, "content_dims": [64, 32], "gate_dims": [32],
                                 "cold_dim": 4, "token_dim": 16, "backbone_text": False,
-                                "content_dropout": 0.0, "gate_bias": -2.0}
+                                "content_dropout": 0.0, "gate_bias": -2.0, "mix": "convex"}
+    # the cold-start simulation a fit uses unless told otherwise (trainer.coldstart)
+    cold_start: ClassVar[dict] = {"p_user": 0.0, "p_item": 0.0, "mask_history": False}
 
     def __init__(self, spec: dict, **hparams):
         super().__init__()
         self.hparams = hp = merge_hparams(self.defaults, hparams, "fusion")
+        if hp["mix"] not in MIXES:
+            raise ValueError(f"fusion mix must be one of {', '.join(MIXES)}, got {hp['mix']!r}")
         blocks = spec.get("blocks", {})
         self.vector_blocks = [b for b in VECTOR_BLOCKS if b in blocks]
         self.tokens = TokenPooling(spec["tokens"], hp["token_dim"]) if spec.get("tokens") else None
@@ -63,7 +74,9 @@ class Fusion(nn.Module):
             backbone_spec["blocks"] = {}
         self.backbone = MMoE(backbone_spec, **{k: hp[k] for k in MMoE.defaults})
         self.dropout = nn.Dropout(hp["content_dropout"])
-        self.cold = nn.ModuleDict({k: nn.Embedding(len(COLD_BUCKETS), hp["cold_dim"]) for k in COLD_KEYS})
+        # dense parameters, not embedding tables: every row reads them, so they take the dense rate
+        self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), hp["cold_dim"]) * 0.05)
+        self.cold_bias = nn.Parameter(torch.zeros(len(COLD_BUCKETS), len(COLD_BUCKETS), self.n_scenes))
         d_content = ((self.tokens.out_dim if self.tokens else 0)
                      + sum(blocks[b] for b in self.vector_blocks)
                      + sum(blocks[u] + 1 for u, _ in self.pairs)  # product and cosine
@@ -79,14 +92,15 @@ class Fusion(nn.Module):
         parts += [batch[u] * batch[i] for u, i in self.pairs]
         # the last column of a vector block is its "no text" flag, not part of the vector
         parts += [F.cosine_similarity(batch[u][:, :-1], batch[i][:, :-1]).unsqueeze(1) for u, i in self.pairs]
-        parts += [self.cold[k](batch[k]) for k in COLD_KEYS]
+        parts += [self.cold[k][batch[key]] for k, key in enumerate(COLD_KEYS)]
         return torch.cat(parts, dim=1)
 
     def forward(self, batch):
         mmoe_logit = self.backbone(batch)                                   # [B, S]
         content = self.dropout(self.content_input(batch))                   # [B, d_content]
         content_logit = self.content.shared(content).squeeze(-1)            # [B, S]
-        alpha = torch.sigmoid(self.gate(content))                           # [B, S]
-        logits = (1 - alpha) * mmoe_logit + alpha * content_logit
+        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]])
+        base = mmoe_logit if self.hparams["mix"] == "residual" else (1 - alpha) * mmoe_logit
+        logits = base + alpha * content_logit
         own_alpha = alpha.gather(1, batch["scene"].view(-1, 1)).squeeze(1)  # [B]
         return logits, {"alpha": own_alpha}

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
+
 SIDES = ("user", "item")
 
 
@@ -54,7 +56,8 @@ class TokenPooling(nn.Module):
 
 class Inputs(nn.Module):
     """Id embeddings (one table, per-field offsets), pooled content ids when the spec has tokens,
-    dense features and any extra float blocks."""
+    the point-in-time cold buckets of user and item when the spec has `cold_signals`, dense
+    features and any extra float blocks."""
 
     def __init__(self, spec: dict, emb_dim: int):
         super().__init__()
@@ -63,8 +66,12 @@ class Inputs(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.register_buffer("offsets", torch.tensor([0, *cards[:-1]]).cumsum(0), persistent=False)
         self.tokens = TokenPooling(spec["tokens"], emb_dim) if spec.get("tokens") else None
+        # one vector per (side, bucket); a dense parameter, since every row reads it
+        self.cold = (nn.Parameter(torch.randn(len(HISTORY_KEYS), len(COLD_BUCKETS), emb_dim) * 0.05)
+                     if spec.get("cold_signals") else None)
         self.blocks = list(spec.get("blocks", {}))
         self.out_dim = (len(cards) * emb_dim + (self.tokens.out_dim if self.tokens else 0)
+                        + (len(HISTORY_KEYS) * emb_dim if self.cold is not None else 0)
                         + spec["n_dense"] + sum(spec.get("blocks", {}).values()))
 
     def parts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,6 +80,9 @@ class Inputs(nn.Module):
         emb = self.embedding(batch["ids"] + self.offsets).flatten(1)
         if self.tokens is not None:
             emb = torch.cat([emb, self.tokens(batch)], dim=1)
+        if self.cold is not None:
+            emb = torch.cat([emb, *(self.cold[k][batch[key]] for k, key in enumerate(HISTORY_KEYS.values()))],
+                            dim=1)
         rest = torch.cat([batch["dense"], *(batch[b] for b in self.blocks)], dim=1) if self.blocks else batch["dense"]
         return emb, rest
 
