@@ -362,7 +362,7 @@ def encode_texts(argv: list[str]) -> int:
     from trainer.train import content_config
 
     torch.set_num_threads(a.threads)
-    cfg = FitConfig(model="fusion", table=a.table, cache_dir=a.cache_dir, threads=a.threads)
+    cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(cache_dir=a.cache_dir)
     t0 = time.perf_counter()
     table = Table(cfg.table, need_text=True)
     split = split_days(table.days, cfg.val_days, cfg.test_days)

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ import yaml
 from m2ctr import schema
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("m2ctr", "trainer", "embeddings", "expectations", "synthetic", "warehouse")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGES = tuple(p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"])
+PRODUCT = (*PACKAGES, "warehouse")
 
 
 def product_files():
@@ -73,13 +76,13 @@ def test_feature_families_partition_the_history_features():
 @pytest.mark.slow  # builds and installs a wheel (~20 s)
 def test_schema_reads_the_dbt_vars_from_an_installed_wheel(tmp_path):
     """Installed from a wheel, outside any checkout, the package still finds the dbt vars."""
-    # built from a copy of the tracked files: the build leaves build/ beside its sources
+    # built from a copy of the sources: the build leaves build/ beside them
     src = tmp_path / "src"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.splitlines():
-        if (ROOT / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
+    for name in ("pyproject.toml", "README.md", "warehouse/dbt_project.yml"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],

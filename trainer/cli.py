@@ -12,6 +12,8 @@ import dataclasses
 import json
 import sys
 
+from embeddings.options import PARTS, TextConfig, cli_options, flag_name
+
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
@@ -104,30 +106,35 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")
     opt("report", "write report.html into the run directory at the end", action="store_true")
-    g = p.add_argument_group("content (on for fusion; --tokens / --topics / --text / --fallback add it to dnn, mmoe, ple)")
-    opt("tokens", "content ids: entity tokens and title words, one table shared by user and item",
-        action="store_true", group=g)
-    opt("topics", "TF-IDF -> SVD components of the user and item text, fitted on the training days",
-        action="store_true", group=g)
-    opt("text", "whitened encoder vectors of the user and item text", action="store_true", group=g)
-    opt("fallback", "also fallback sentence vectors for zero/few users and items", action="store_true", group=g)
-    opt("token_min_count", "training-row count a token needs for its own id", type=positive, group=g)
-    opt("token_max_vocab", "most frequent tokens kept", type=positive, group=g)
-    opt("token_buckets", "shared hash buckets for rare and unseen tokens", type=positive, group=g)
-    opt("tokens_per_field", "tokens kept per text field", type=positive, group=g)
-    opt("topic_dim", "text components (TF-IDF -> SVD) per text", type=positive, group=g)
-    g.add_argument("--text-model", metavar="NAME_OR_PATH", help="text encoder (default: the bundled all-MiniLM-L6-v2)")
-    opt("pooling", "token pooling of the text encoder", choices=["last4-mean", "first-last-avg"], group=g)
-    opt("whiten_dim", "whitened vector width", type=positive, group=g)
-    g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
-                   help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
-    opt("cache_dir", "text vector cache", group=g)
+    add_content_arguments(p)
     add_cold_start_arguments(p)
+
+
+def add_content_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per content option, generated from its declaration (embeddings/options.py)."""
+    flags = ", ".join(f"--{flag_name(f)}" for f in cli_options() if f.name in PARTS)
+    g = p.add_argument_group(f"content (on for fusion; {flags} add it to dnn, mmoe, ple)")
+    for f in cli_options():
+        kw = {"dest": f"content.{f.name}", "help": f.metadata["help"]}
+        if f.type in ("bool", bool):
+            kw["action"] = "store_true"
+        else:
+            kw["default"] = default(f.name)
+            if kw["default"] is not None:  # a None default is told in the help itself
+                kw["help"] += " (default %(default)s)"
+            if f.type in ("int", int):
+                kw["type"] = positive
+            if f.metadata.get("choices"):
+                kw["choices"] = list(f.metadata["choices"])
+            else:
+                kw["metavar"] = f.metadata.get("metavar") or flag_name(f).upper()
+        g.add_argument(f"--{flag_name(f).replace('_', '-')}", **kw)
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig) if hasattr(args, f.name)}
     values["hp"] = dict(args.hp)
+    values["content"] = TextConfig.asked_for(**{f.name: getattr(args, f"content.{f.name}") for f in cli_options()})
     return FitConfig(**values)
 
 
@@ -194,7 +201,7 @@ def add_ladder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-LADDER_PASS_THROUGH = ("epochs", "batch_size", "device", "threads", "cache_dir")
+LADDER_PASS_THROUGH = ("epochs", "batch_size", "device", "threads")
 
 
 def run_ladder(args) -> None:
@@ -202,6 +209,8 @@ def run_ladder(args) -> None:
 
     base = FitConfig(model="dnn", table=args.table, quiet=args.quiet,
                      **{k: getattr(args, k) for k in LADDER_PASS_THROUGH if getattr(args, k) is not None})
+    if args.cache_dir is not None:
+        base = base.with_content(cache_dir=args.cache_dir)
     ladder(base, args.rungs, args.seeds, args.out, args.truth)
 
 

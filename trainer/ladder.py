@@ -30,12 +30,12 @@ RUNGS = {
     "dnn": {"model": "dnn"},
     "mmoe": {"model": "mmoe"},
     "ple": {"model": "ple"},
-    "dnn+tokens": {"model": "dnn", "tokens": True},
-    "mmoe+tokens": {"model": "mmoe", "tokens": True},
-    "mmoe+tokens+topics": {"model": "mmoe", "tokens": True, "topics": True},
-    "mmoe+tokens+topics+text": {"model": "mmoe", "tokens": True, "topics": True, "text": True},
-    "mmoe+tokens+topics+text+fallback": {"model": "mmoe", "tokens": True, "topics": True, "text": True,
-                                         "fallback": True},
+    "dnn+tokens": {"model": "dnn", "content": {"tokens": True}},
+    "mmoe+tokens": {"model": "mmoe", "content": {"tokens": True}},
+    "mmoe+tokens+topics": {"model": "mmoe", "content": {"tokens": True, "topics": True}},
+    "mmoe+tokens+topics+text": {"model": "mmoe", "content": {"tokens": True, "topics": True, "vectors": True}},
+    "mmoe+tokens+topics+text+fallback": {"model": "mmoe", "content": {"tokens": True, "topics": True,
+                                                                      "vectors": True, "fallback": True}},
     "fusion": {"model": "fusion"},  # the same content side, plus the gate
     "lightgbm": {"peer": "lightgbm"},
     "lightgbm+text": {"peer": "lightgbm", "text": True},
@@ -51,7 +51,8 @@ def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict,
     if "peer" not in change:
         from .train import fit
 
-        fit(base.replace(**change, seed=seed, out=str(run_dir)))
+        fit(base.replace(model=change["model"], seed=seed, out=str(run_dir))
+            .with_content(**change.get("content", {})))
         return run.metrics()
     from . import peers
 

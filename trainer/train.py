@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from embeddings.options import TextConfig
+
 from . import distributed
 from . import metrics as M
 from .artifacts import RunDir, atomic_path, warehouse_record
@@ -180,21 +182,12 @@ class Prepared:
     simulation: ColdStartSimulation = field(default_factory=ColdStartSimulation)
 
 
-def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
-    """The content side a run uses, or None: tokens, text components, vectors and fallback vectors."""
-    vectors = cfg.text or uses_text
-    fallback = cfg.fallback or uses_text
-    tokens = cfg.tokens or uses_text
-    topics = cfg.topics or uses_text
-    if cfg.fallback and not vectors:
+def content_config(cfg: FitConfig, uses_text: bool) -> TextConfig | None:
+    """The content side a run uses, or None: every part for a model that uses text, else those asked for."""
+    content = cfg.content.with_all_parts() if uses_text else cfg.content
+    if content.fallback and not content.vectors:
         raise TrainerError("--fallback needs --text (or a model that uses text)")
-    if not (vectors or tokens or topics):
-        return None
-    return {"vectors": vectors, "fallback": fallback, "tokens": tokens, "topics": topics, "topic_dim": cfg.topic_dim,
-            "text_model": cfg.text_model, "pooling": cfg.pooling, "whiten_dim": cfg.whiten_dim,
-            "sentence_model": cfg.sentence_model, "cache_dir": cfg.cache_dir,
-            "token_min_count": cfg.token_min_count, "token_max_vocab": cfg.token_max_vocab,
-            "token_buckets": cfg.token_buckets, "tokens_per_field": cfg.tokens_per_field}
+    return content if content.any_part() else None
 
 
 def simulation_config(cfg: FitConfig) -> ColdStartSimulation:
