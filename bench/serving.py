@@ -3,7 +3,7 @@
     python bench/serving.py [--run RUN_DIR --warehouse DIR [--schema S] [--table DIR]]
                             [--candidates 100] [--requests 300] [--cold-requests 20] [--threads 1]
 
-Starts the real service (`python -m trainer.serving`, the code behind `trainer serve`) on a free
+Starts the real service (`python -m serving`, the code behind `trainer serve`) on a free
 port of 127.0.0.1 with `--threads` torch threads and no access log, and talks HTTP/1.1 to it over
 one keep-alive connection, one request at a time (latency, not concurrency), a bounded number of
 requests:
@@ -21,7 +21,7 @@ validation, the training_samples-shaped batch from the snapshot, the run's Featu
 wall and CPU time, so the table says what bounds a request.
 
 Without --run it makes its own: a synthetic.sample_table table (--rows-per-day x 6 days), a 1-epoch
-fusion run on it, and a snapshot as of its last day (trainer.serving.sample_snapshot). Request
+fusion run on it, and a snapshot as of its last day (tests/sample_snapshot.py). Request
 material (ids, texts, deep features) comes from the last day of --table (default: the run's table).
 """
 
@@ -55,8 +55,8 @@ def make_run(root: Path, rows_per_day: int) -> tuple[Path, Path, Path]:
     from pyarrow import orc
 
     from synthetic.sample_table import write_sample_table
+    from tests.sample_snapshot import write_sample_snapshot
     from trainer.cli import main
-    from trainer.serving.sample_snapshot import write_sample_snapshot
 
     table = write_sample_table(root / "table", rows_per_day=rows_per_day, days=6, seed=1)
     run = root / "run"
@@ -114,7 +114,7 @@ class Client:
 
 
 def start_service(run: Path, warehouse: Path, schema: str, threads: int, candidates: int):
-    cmd = [sys.executable, "-m", "trainer.serving", str(run), "--warehouse", str(warehouse),
+    cmd = [sys.executable, "-m", "serving", str(run), "--warehouse", str(warehouse),
            "--schema", schema, "--port", "0", "--threads", str(threads), "--log-level", "warning",
            "--max-candidates", str(max(candidates, 1000))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -158,8 +158,8 @@ def summarise(name: str, seconds: list[float], candidates: int, wall: float, cpu
 def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[bytes], candidates: int,
               repeats: int) -> dict:
     """Median wall and CPU (this thread) milliseconds of each step of a warm request, in this process."""
-    from trainer.serving import load_scorer
-    from trainer.serving.payload import score_request
+    from serving import load_scorer
+    from serving.payload import score_request
     from trainer.train import score
 
     scorer = load_scorer(run, warehouse, schema=schema, threads=threads)

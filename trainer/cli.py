@@ -13,12 +13,12 @@ import json
 import sys
 
 from embeddings.options import PARTS, TextConfig, cli_options, flag_name
+from serving.server import HELP as SERVE_HELP
+from serving.server import add_serve_arguments, run_serve
 
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
-from .serving.server import HELP as SERVE_HELP
-from .serving.server import add_serve_arguments, run_serve
 
 
 def _hparam(text: str) -> tuple[str, object]:
@@ -222,7 +222,7 @@ SUBCOMMANDS = {
                 add_predict_arguments, run_predict),
     "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
                add_report_arguments, run_report),
-    "serve": (SERVE_HELP, add_serve_arguments, run_serve),
+    "serve": (SERVE_HELP, add_serve_arguments, run_serve),  # serving/ is its own stage; kept as an alias
     "ladder": ("train every model rung on one split for several seeds; write ladder.md and ladder.json",
                add_ladder_arguments, run_ladder),
 }

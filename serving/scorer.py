@@ -24,8 +24,8 @@ from m2ctr.schema import (
     TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
 )
+from trainer.train import Run, load_run, score
 
-from ..train import Run, load_run, score
 from .snapshot import Snapshot
 
 ITEM_FIELDS = ("item_id", "scene", *ITEM_TEXT_COLUMNS, *DEEP_FEATURES)

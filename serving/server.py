@@ -1,4 +1,5 @@
-"""`python -m trainer serve RUN_DIR`: load a run and the warehouse's snapshot, serve them with uvicorn.
+"""`python -m serving RUN_DIR` (or `python -m trainer serve RUN_DIR`): load a run and the
+warehouse's snapshot, serve them with uvicorn.
 
 Only safetensors, JSON and Parquet are read from the run directory (`load_run`); nothing there is
 imported or unpickled. The snapshot is read once at start-up and held in memory, indexed.
@@ -13,8 +14,7 @@ import sys
 from pathlib import Path
 
 from m2ctr.warehouse import schema_name, warehouse_dir
-
-from ..data import TrainerError
+from trainer.data import TrainerError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -37,8 +37,8 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
     import torch
 
     from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+    from trainer.train import load_run
 
-    from ..train import load_run
     from .payload import Item, User
     from .scorer import Scorer
     from .snapshot import Snapshot
@@ -155,7 +155,7 @@ HELP = "serve a run over HTTP: POST /score ranks candidate items for a user from
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer serve", description=HELP)
+    parser = argparse.ArgumentParser(prog="python -m serving", description=HELP)
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
     try:
