@@ -26,6 +26,7 @@ from trainer import metrics as M
 from trainer.artifacts import RunDir, warehouse_record
 from trainer.cli import main
 from trainer.data import TrainerError
+from trainer.models import MODELS
 from trainer.report import REPORT_NAME, roc_curve, write_report
 
 TABLE = {"rows_per_day": 300, "days": 4, "seed": 0}
@@ -268,7 +269,7 @@ def header(page: Page) -> dict[str, str]:
     return {r["field"]: r["value"] for r in page.rows("run")}
 
 
-@pytest.mark.parametrize("model", ["dnn", "mmoe", "ple"])
+@pytest.mark.parametrize("model", [name for name, model in MODELS.items() if not model.uses_text])
 def test_run_page(runs, table, model):
     run = runs(model)
     page = render(run)

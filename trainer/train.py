@@ -46,6 +46,7 @@ from .data import (
     training_shard,
 )
 from .models import MODELS
+from .models.layers import check_hyperparameters
 
 # Per-row arrays that stay on the numpy side: the metrics group by them, the model never sees them.
 HOST_ONLY = ("user_key",)
@@ -246,6 +247,7 @@ def prepare(cfg: FitConfig) -> Prepared:
 
 def build(cfg: FitConfig, spec: dict) -> torch.nn.Module:
     try:
+        check_hyperparameters(MODELS[cfg.model], cfg.model, cfg.hp)
         return MODELS[cfg.model](spec, **cfg.hp)
     except (TypeError, ValueError) as e:
         raise TrainerError(f"cannot build {cfg.model}: {e}") from None
