@@ -55,6 +55,11 @@ TITLE_COLUMNS = tuple(c for c in TEXT_COLUMNS if c.endswith("_title"))
 RAW_COLUMNS = ("user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES)
 RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
 
+# The smoothed CTRs: (clicks + CTR_SMOOTHING_WEIGHT * prior) / (impressions + CTR_SMOOTHING_WEIGHT),
+# the prior the row's scene's click rate over the days before the row, CTR_PRIOR_DEFAULT without any.
+CTR_SMOOTHING_WEIGHT = float(_VARS["ctr_smoothing_weight"])
+CTR_PRIOR_DEFAULT = float(_VARS["ctr_prior_default"])
+
 # Why a raw record is quarantined, in the order the checks are applied (the first failing one wins).
 REJECT_REASONS = tuple(_VARS["reject_reasons"])
 
