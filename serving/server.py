@@ -13,6 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
+from m2ctr.argtypes import positive
 from m2ctr.warehouse import schema_name, warehouse_dir
 from trainer.data import TrainerError
 
@@ -109,13 +110,6 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -132,11 +126,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one "
                    "(default %(default)s)")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive, default=None,
                    help="torch CPU threads (default: the run's own)")
-    p.add_argument("--max-candidates", type=_positive, default=DEFAULT_MAX_CANDIDATES,
+    p.add_argument("--max-candidates", type=positive, default=DEFAULT_MAX_CANDIDATES,
                    help="most items per request; more is a 422 (default %(default)s)")
-    p.add_argument("--max-body-bytes", type=_positive, default=DEFAULT_MAX_BODY_BYTES,
+    p.add_argument("--max-body-bytes", type=positive, default=DEFAULT_MAX_BODY_BYTES,
                    help="largest request body; more is a 413 (default %(default)s)")
     p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
                    help="environment variable holding a bearer token; when it is set, /score and /metadata "

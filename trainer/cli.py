@@ -13,6 +13,7 @@ import json
 import sys
 
 from embeddings.options import PARTS, TextConfig, cli_options, flag_name
+from m2ctr.argtypes import positive
 from serving.server import HELP as SERVE_HELP
 from serving.server import add_serve_arguments, run_serve
 
@@ -29,13 +30,6 @@ def _hparam(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def probability(text: str) -> float:
