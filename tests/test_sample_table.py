@@ -27,7 +27,6 @@ def wall_clock(ts: pd.Series) -> pd.Series:
 def test_sample_table_equals_a_dbt_build_of_its_records(dbt_build, tmp_path):
     tables, _ = make_samples(rows_per_day=150, days=9, seed=4)  # more than a 7-day window
     sample = pa.concat_tables(tables).to_pandas()
-    sample = sample.drop_duplicates(KEYS, keep=False)  # a key the join could not tell apart
     raw = tmp_path / "raw"
     raw.mkdir()
     records = sample[["user_id", "item_id"]].assign(
@@ -41,8 +40,11 @@ def test_sample_table_equals_a_dbt_build_of_its_records(dbt_build, tmp_path):
     built = ds.dataset(str(build.table_dir("training_samples")), format="orc", partitioning="hive").to_table(
         columns=[*KEYS, *HISTORY_FEATURES]).to_pandas()
     built["log_ts"], sample["log_ts"] = wall_clock(built["log_ts"]), wall_clock(sample["log_ts"])
+    assert len(built) == len(sample)
+    # a key the join could not tell apart (the same pair in the same second) is left out of it
+    sample, built = (t.drop_duplicates(KEYS, keep=False) for t in (sample, built))
     both = sample[[*KEYS, *HISTORY_FEATURES]].merge(built, on=KEYS, suffixes=("", "_dbt"), validate="1:1")
-    assert len(both) == len(sample) == len(built)
+    assert len(both) == len(sample) > 0.99 * len(built)
     differ = {c: int((~np.isclose(both[c].astype(float), both[f"{c}_dbt"].astype(float),
                                   rtol=1e-9, atol=1e-12)).sum())
               for c in HISTORY_FEATURES}
