@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --raw and --warehouse of a build, or --rows to build one")
 
     from expectations import SUITE_NAMES
-    from expectations.runner import Settings
+
+    try:
+        from expectations.settings import Settings
+    except ImportError:  # a checkout from before the settings had their own module
+        from expectations.runner import Settings
     try:
         from expectations.sources import spark_session
     except ImportError:  # a checkout from before the runner was split

@@ -21,7 +21,10 @@ Environment (the same as the warehouse build):
   CTR_LOCATION_ROOT  cluster target: tables at <root>/<schema>.db/<model>
                      (e.g. hdfs://namenode:9000/data/antm2c)
   CTR_SCHEMA         dbt schema (default m2ctr)
-  CTR_RAW_PATH       raw CSV: a directory of *.csv parts or one file (default data/raw)
+  CTR_RAW_PATH       raw logs: a directory, searched recursively (flat or in date=
+                     folders), or one file (default data/raw)
+  CTR_RAW_GLOB       which file names there are read (default: var raw_glob of
+                     warehouse/dbt_project.yml, *.{csv,csv.gz,csv.bz2})
 """
 
 
@@ -104,13 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # Great Expectations and Spark load slowly: only once the arguments are known to be good.
-    from expectations.runner import (
-        Settings,
-        format_table,
-        validate,
-        write_result_beside,
-        write_summary,
-    )
+    from expectations.runner import format_table, validate, write_result_beside, write_summary
+    from expectations.settings import Settings
+    from m2ctr.schema import RAW_GLOB
 
     chosen = args.suite or SUITE_NAMES
     settings = Settings(
@@ -119,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         schema=schema_name(),
         location_root=location_root,
         raw_path=os.environ.get("CTR_RAW_PATH", "data/raw"),
+        raw_glob=os.environ.get("CTR_RAW_GLOB") or RAW_GLOB,
         report_dir=args.report_dir,
         suites=[s for s in SUITE_NAMES if s in chosen],
         max_malformed_rate=args.max_malformed_rate,

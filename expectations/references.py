@@ -6,7 +6,7 @@ to the staged row count, its days and its scenes. Each is one Spark aggregation,
 
 from __future__ import annotations
 
-from expectations.sources import RAW, Sources, TableMissing, first_line
+from expectations.sources import LOG_TS, RAW, Sources, TableMissing, first_line
 from m2ctr.schema import SCENES
 
 STAGED = "stg_impressions"
@@ -47,13 +47,7 @@ class References:
 
         lows, highs = [], []
         for frame in self.sources.raw_frames():
-            text = F.trim(F.col("log_time"))
-            day = F.to_date(
-                F.coalesce(
-                    F.try_to_timestamp(text, F.lit("yyyy-MM-dd HH:mm:ss")),
-                    F.try_to_timestamp(text, F.lit("yyyy/M/d H:mm")),
-                )
-            )
+            day = F.to_date(F.col(LOG_TS))
             try:
                 row = frame.select(F.min(day).alias("lo"), F.max(day).alias("hi")).first()
             except AnalysisException as exc:  # a layout without log_time

@@ -93,6 +93,8 @@ def observed(result) -> str:
     if "observed_value" in res:
         return _short(res["observed_value"])
     if "unexpected_count" in res:
+        if res["unexpected_count"] is None:  # a table without rows
+            return "no rows"
         text = f"{res['unexpected_count']} unexpected ({res.get('unexpected_percent') or 0:.2f}%)"
         sample = res.get("partial_unexpected_list") or []
         if res["unexpected_count"] and sample:

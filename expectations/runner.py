@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import great_expectations as gx
 from tqdm import tqdm
 
-from expectations import SUITE_NAMES, report
+from expectations import report
 from expectations.references import References
 from expectations.report import format_table, write_result_beside, write_summary
+from expectations.settings import Settings
 from expectations.sources import Sources, TableMissing, spark_session
 from expectations.suites import SUITES
 
 __all__ = ["Settings", "format_table", "validate", "write_result_beside", "write_summary"]
-
-
-@dataclass
-class Settings:
-    target: str = "local"
-    warehouse_dir: str = "data/warehouse"
-    schema: str = "m2ctr"
-    location_root: str | None = None
-    raw_path: str = "data/raw"
-    report_dir: str = "reports/data_quality"
-    suites: list[str] = field(default_factory=lambda: list(SUITE_NAMES))
-    max_malformed_rate: float = 0.05
-    label_rate_bounds: tuple[float, float] = (0.001, 0.5)
-    min_text_rate: float = 0.5
 
 
 def validate(settings: Settings) -> dict:
@@ -47,7 +33,7 @@ def validate(settings: Settings) -> dict:
     docs_dir.mkdir(parents=True, exist_ok=True)
 
     context = report.docs_context(docs_dir.resolve())
-    spark = spark_session()
+    spark = spark_session(settings)
     sources = Sources(context, settings, spark)
     summary: dict = {
         "target": settings.target,

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m2ctr.schema import RAW_COLUMNS
+from m2ctr.schema import LOG_TIME_FORMATS, RAW_COLUMNS, RAW_CSV_OPTIONS
 
 # Spark's CSV reader puts a record whose field count differs from the schema here.
 CORRUPT_RECORD = "_corrupt_record"
+# The raw suite's log_time parsed the way the build parses it (named as in stg_impressions).
+LOG_TS = "log_ts"
 RAW = "raw"
 
 
@@ -38,14 +40,18 @@ class Batch:
     parameters: dict
 
 
-def spark_session():
-    """The active SparkSession if there is one (tests, notebooks, spark-submit), else a local one."""
+def spark_session(settings=None):
+    """The active SparkSession if there is one (tests, notebooks, spark-submit), else a local one.
+
+    A local one opens the build's metastore (`<warehouse>/metastore_db`, as profiles.yml does)
+    when there is one: only it knows the columns of a table without rows, which has no files.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    session = (
+    builder = (
         SparkSession.builder.appName("m2ctr-expectations")
         .config("spark.ui.enabled", "false")
         # The suite bar is the progress report; Spark's stage bars would garble the table.
@@ -53,8 +59,21 @@ def spark_session():
         .config("spark.sql.shuffle.partitions", "8")
         # Every table is held in memory (spilling to disk) while its suite runs; as for the build.
         .config("spark.driver.memory", os.environ.get("CTR_SPARK_DRIVER_MEMORY", "4g"))
-        .getOrCreate()
+        # Times are read as the build reads them (profiles.yml): UTC, unparseable -> null.
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     )
+    home = Path(settings.warehouse_dir).resolve() if settings is not None else None
+    if home is not None and settings.target == "local" and (home / "metastore_db").is_dir():
+        builder = (
+            builder.enableHiveSupport()
+            .config(
+                "spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby:;databaseName={home}/metastore_db;create=false",
+            )
+            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={home}")
+        )
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
@@ -130,19 +149,52 @@ class Sources:
         return self._read_raw() if name == RAW else [(name, self._read_table(name))]
 
     def _read_table(self, model: str):
-        if self.settings.target == "local":
-            path = self.base / model
-            has_data = path.is_dir() and any(
-                p.is_file() and not p.name.startswith((".", "_")) for p in path.rglob("*")
-            )
-            if not has_data:
-                raise TableMissing(f"table {model} not found at {path}")
-            return _frame(self._once(model, lambda: self._orc_definition(model)))
+        """A built table; zero rows when it was built empty, `TableMissing` when never built."""
         path = f"{self.base}/{model}"
+        files = self._data_files(path)
+        if files is None:
+            raise TableMissing(
+                f"table {model} not found at {path}: not built, or deleted since "
+                "(`make features` builds it)"
+            )
+        if not files:
+            return self._empty(model, path)
+        if self.settings.target == "local":
+            return _frame(self._once(model, lambda: self._orc_definition(model)))
         try:
             return self.spark.read.orc(path)
-        except Exception as exc:  # AnalysisException: PATH_NOT_FOUND / unable to infer schema
+        except Exception as exc:  # AnalysisException: unable to infer schema
             raise TableMissing(f"table {model} not readable at {path}: {first_line(exc)}") from exc
+
+    def _data_files(self, path: str) -> list | None:
+        """The data files of a table directory (hidden names skipped), None if there is none.
+
+        dbt creates a table's directory when it builds it, and writes no file into it for a
+        partitioned table without rows (quarantine_impressions of a clean build).
+        """
+        hadoop = self.spark._jvm.org.apache.hadoop.fs
+        root = hadoop.Path(path)
+        fs = root.getFileSystem(self.spark._jsc.hadoopConfiguration())
+        if not fs.exists(root):
+            return None
+        files, folders = [], [root]
+        while folders:
+            for child in fs.listStatus(folders.pop()):
+                if _hidden(child.getPath().getName()):
+                    continue
+                (folders if child.isDirectory() else files).append(child.getPath())
+        return files
+
+    def _empty(self, model: str, path: str):
+        """A built table without rows: zero rows of its columns, as the metastore has them."""
+        name = f"{self.settings.schema}.{model}"
+        # Without Hive support the session's catalog is empty: then no table is known.
+        if not self.spark.catalog.tableExists(name):
+            raise TableMissing(
+                f"table {model} at {path} has no rows and no metastore here knows its columns "
+                f"({name}; locally the build's one is <CTR_WAREHOUSE_DIR>/metastore_db)"
+            )
+        return self.spark.createDataFrame([], self.spark.table(name).schema)
 
     def _once(self, key: str, make):
         """A GX batch definition, registered on first use (a table may be read again)."""
@@ -158,55 +210,78 @@ class Sources:
         asset = self._files.add_directory_orc_asset(model, data_directory=model)
         return asset.add_batch_definition_whole_directory(model)
 
-    def _raw_layouts(self) -> list[tuple[list[str], bool, list]]:
-        """Raw files grouped by layout: (column names, has header, Hadoop paths).
-
-        Each file may or may not start with a header, and a header may name any subset of
-        the deep features in any order, so a file's first line decides how it is read.
-        Hadoop's FileSystem lists and opens local and HDFS paths alike.
-        """
-        jvm = self.spark._jvm
-        root = jvm.org.apache.hadoop.fs.Path(self.settings.raw_path)
+    def _raw_files(self) -> tuple[Any, str, list]:
+        """The raw files the build reads (macros/create_raw_source.sql), as Hadoop paths: every
+        file below the raw path, recursively (flat or in `date=` folders), whose name matches
+        the raw glob; hidden names are skipped as Spark skips them. Hadoop's FileSystem lists
+        local and HDFS paths alike."""
+        hadoop = self.spark._jvm.org.apache.hadoop.fs
+        where = self.settings.raw_path
+        root = hadoop.Path(where)
         fs = root.getFileSystem(self.spark._jsc.hadoopConfiguration())
         if not fs.exists(root):
-            raise TableMissing(f"raw input not found at {self.settings.raw_path}")
-        if fs.getFileStatus(root).isDirectory():
-            paths = sorted(
-                (
-                    st.getPath()
-                    for st in fs.listStatus(root)
-                    if st.isFile() and st.getPath().getName().endswith(".csv")
-                ),
-                key=lambda p: p.getName(),
+            raise TableMissing(
+                f"raw input not found at {where} (CTR_RAW_PATH; `make data` writes a sample there)"
             )
-        else:
-            paths = [root]
+        found, folders = [], [fs.getFileStatus(root)]
+        while folders:
+            status = folders.pop()
+            if status.isFile():
+                found.append(status.getPath())
+                continue
+            for child in fs.listStatus(status.getPath()):
+                if not _hidden(child.getPath().getName()):
+                    folders.append(child)
+        wanted = hadoop.GlobFilter(self.settings.raw_glob)
+        paths = sorted((p for p in found if wanted.accept(p)), key=lambda p: p.toString())
         if not paths:
-            raise TableMissing(f"raw input not found at {self.settings.raw_path} (no *.csv)")
+            raise TableMissing(
+                f"raw input not found at {where} (no file below it matches {self.settings.raw_glob})"
+            )
+        return fs, fs.makeQualified(root).toString(), paths
+
+    def _raw_layouts(self) -> tuple[list[tuple[list[str], bool, list]], str]:
+        """Raw files grouped by layout: (column names, has header, Hadoop paths), and the
+        qualified raw path.
+
+        Each file may or may not start with a header, and a header may name any subset of
+        the deep features in any order, so a file's first line decides how it is read (the
+        build decides it the same way, record by record). Compressed parts are opened through
+        their Hadoop codec, as Spark opens them.
+        """
+        jvm = self.spark._jvm
+        fs, root, paths = self._raw_files()
+        codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+            self.spark._jsc.hadoopConfiguration()
+        )
         groups: dict[tuple[str, ...] | None, list] = {}
         for path in paths:
-            stream = jvm.java.io.BufferedReader(
-                jvm.java.io.InputStreamReader(fs.open(path), "UTF-8")
-            )
+            codec = codecs.getCodec(path)
+            stream = fs.open(path)
+            if codec is not None:
+                stream = codec.createInputStream(stream)
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
             try:
-                line = stream.readLine() or ""
+                line = reader.readLine() or ""
             finally:
-                stream.close()
+                reader.close()
             fields = [f.strip() for f in next(csv.reader([line.lstrip("\ufeff")]), [])]
-            key = tuple(fields) if fields[:1] == ["user_id"] else None
+            key = tuple(fields) if fields[:2] == ["user_id", "item_id"] else None
             groups.setdefault(key, []).append(path)
         return [
             (list(key) if key else list(RAW_COLUMNS), key is not None, files)
             for key, files in groups.items()
-        ]
+        ], root
 
     def _read_raw(self) -> list[tuple[str, Any]]:
+        """One DataFrame per layout, every field a string, read with the build's CSV options,
+        plus `log_ts`: log_time parsed with the build's formats (null when none matches)."""
         from pyspark.sql.types import StringType, StructField, StructType
 
-        layouts = self._raw_layouts()
+        layouts, root = self._raw_layouts()
         frames = []
-        for n, (columns, header, files) in enumerate(layouts):
-            names = [f.getName() for f in files]
+        for columns, header, files in layouts:
+            names = [f.toString()[len(root) :].lstrip("/") or f.getName() for f in files]
             label = (
                 RAW
                 if len(layouts) == 1
@@ -214,52 +289,34 @@ class Sources:
             )
             # Everything as a string: the raw suite judges the text, the build types it.
             schema = StructType([StructField(c, StringType()) for c in [*columns, CORRUPT_RECORD]])
-            frames.append((label, self._read_csv(n, files, names, len(layouts), schema, header)))
+            frame = (
+                self.spark.read.options(**RAW_CSV_OPTIONS)
+                .options(header=str(header).lower(), columnNameOfCorruptRecord=CORRUPT_RECORD)
+                .schema(schema)
+                .csv([f.toString() for f in files])
+            )
+            if "log_time" in columns:
+                frame = frame.withColumn(LOG_TS, parse_log_time(frame["log_time"]))
+            frames.append((label, frame))
         return frames
 
-    def _read_csv(
-        self, n: int, files: list, names: list[str], n_layouts: int, schema, header: bool
-    ):
-        """One group of raw files of one layout, as strings."""
-        options = {
-            "header": header,
-            # Quoted fields may hold newlines; a quote inside one is doubled (RFC 4180).
-            "multi_line": True,
-            "escape": '"',
-            # Spark keeps a record whose field count differs from the schema here.
-            "mode": "PERMISSIVE",
-            "column_name_of_corrupt_record": CORRUPT_RECORD,
-        }
-        if self.settings.target == "cluster":
-            return self.spark.read.csv(
-                [str(f) for f in files],
-                schema=schema,
-                header=header,
-                multiLine=True,
-                escape='"',
-                mode="PERMISSIVE",
-                columnNameOfCorruptRecord=CORRUPT_RECORD,
-            )
-        return _frame(
-            self._once(
-                f"raw-files-{n}", lambda: self._csv_definition(n, names, n_layouts, schema, options)
-            )
-        )
 
-    def _csv_definition(self, n: int, names: list[str], n_layouts: int, schema, options: dict):
-        raw = Path(self.settings.raw_path).resolve()
-        source = self.context.data_sources.add_spark_filesystem(
-            f"raw-files-{n}", base_directory=raw.parent, persist=False
-        )
-        if raw.is_file():
-            asset = source.add_csv_asset(RAW, spark_schema=schema, **options)
-            return asset.add_batch_definition_path(RAW, path=raw.name)
-        # A Hadoop glob: every *.csv when all parts share the layout, else this group's files.
-        glob = "*.csv" if n_layouts == 1 else "{" + ",".join(names) + "}"
-        asset = source.add_directory_csv_asset(
-            RAW, data_directory=raw.name, path_glob_filter=glob, spark_schema=schema, **options
-        )
-        return asset.add_batch_definition_whole_directory(RAW)
+def parse_log_time(column):
+    """A raw log_time as a timestamp, as stg_raw_records parses it: the first of the formats
+    (var log_time_formats) it matches, else null."""
+    from pyspark.sql import functions as F
+
+    text = F.trim(column)
+    return F.coalesce(*(F.try_to_timestamp(text, F.lit(f)) for f in LOG_TIME_FORMATS))
+
+
+def _hidden(name: str) -> bool:
+    """Names Spark's file listing skips (InMemoryFileIndex.shouldFilterOutPathName)."""
+    return (
+        (name.startswith("_") and "=" not in name)
+        or name.startswith(".")
+        or name.endswith("._COPYING_")
+    )
 
 
 def _frame(definition):

@@ -1,8 +1,9 @@
 """The facts of the AntM2C log format and of the training table, defined once.
 
 The lists the SQL needs too (scenes, the number of deep features, the text columns, the reject
-reasons) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
-read; this module reads the same file: the checkout's, or the one an installed wheel carries under
+reasons, the raw file glob, CSV options and log_time formats, the smoothing of the CTRs) are
+declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros read; this
+module reads the same file: the checkout's, or the one an installed wheel carries under
 `share/m2ctr/` (pyproject.toml ships it). Everything else here is derived from them, and every other
 module imports from here. Adding a deep feature or a text column is an edit of those vars only.
 """
@@ -59,6 +60,13 @@ RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
 # the prior the row's scene's click rate over the days before the row, CTR_PRIOR_DEFAULT without any.
 CTR_SMOOTHING_WEIGHT = float(_VARS["ctr_smoothing_weight"])
 CTR_PRIOR_DEFAULT = float(_VARS["ctr_prior_default"])
+
+# How the raw files are found and read, the same for the build and the raw suite: the file-name
+# glob (CTR_RAW_GLOB overrides it, as for the build), Spark's CSV reader options, and the Spark
+# datetime patterns of log_time, tried in order.
+RAW_GLOB = str(_VARS["raw_glob"])
+RAW_CSV_OPTIONS = {str(k): str(v) for k, v in _VARS["raw_csv_options"].items()}
+LOG_TIME_FORMATS = tuple(str(f) for f in _VARS["log_time_formats"])
 
 # Why a raw record is quarantined, in the order the checks are applied (the first failing one wins).
 REJECT_REASONS = tuple(_VARS["reject_reasons"])

@@ -9,6 +9,7 @@ exit 1, naming the failing expectation.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import shutil
 import subprocess
@@ -332,6 +333,110 @@ def test_cluster_target_reads_location_root(built, run, monkeypatch):
     monkeypatch.setenv("CTR_LOCATION_ROOT", warehouse.as_uri())
     code, summary = run(warehouse, "--target", "cluster", "--suite", "user_item_history")
     assert code == 0, failing(summary)
+
+
+# ------------------------------------------------------- raw logs in day folders, built for real
+
+
+def _day_folder_logs(root: Path, bad_rate: float) -> tuple[Path, dict]:
+    """Generated logs moved into `date=YYYY-MM-DD/` folders, the first part gzipped, as the
+    README's daily workflow lays them out; returns the raw path and the generator's manifest."""
+    raw = root / "raw"
+    subprocess.run(
+        [sys.executable, "-m", "synthetic", "generate", "--rows", "6000", "--days", "4",
+         "--seed", "3", "--bad-rate", str(bad_rate), "--out", str(raw), "--quiet"],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    manifest = json.loads((raw / "manifest.json").read_text())
+    for n, part in enumerate(sorted(raw.glob("part-*.csv"))):
+        day = raw / f"date=2024-03-0{n + 1}"
+        day.mkdir()
+        if n == 0:
+            with open(part, "rb") as src, gzip.open(day / f"{part.name}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            part.unlink()
+        else:
+            part.rename(day / part.name)
+    assert not list(raw.glob("*.csv")) and list(raw.glob("date=*/*.csv.gz"))
+    return raw, manifest
+
+
+def _observed(summary: dict, suite: str, expectation: str) -> str:
+    (entry,) = [
+        e for e in summary["suites"][suite]["expectations"] if e["description"] == expectation
+    ]
+    return entry["observed"]
+
+
+def _validate_build(raw: Path, warehouse: Path, schema: str, monkeypatch, report: Path):
+    monkeypatch.setenv("CTR_RAW_PATH", str(raw))
+    monkeypatch.setenv("CTR_WAREHOUSE_DIR", str(warehouse))
+    monkeypatch.setenv("CTR_SCHEMA", schema)
+    code = main(["validate", "--report-dir", str(report)])
+    return code, json.loads((report / "summary.json").read_text())
+
+
+@spark_test
+def test_clean_day_folders_validate(dbt_build, spark_warehouse_dir, monkeypatch, tmp_path):
+    """Day folders with a .csv.gz part and no malformed record: the build stages every record,
+    validation passes, the raw suite counts every record and the empty quarantine is 0 rows."""
+    raw, manifest = _day_folder_logs(tmp_path, bad_rate=0.0)
+    build = dbt_build(raw, "m2ctr_gx_days")
+    assert build.success, build.failures()
+    code, summary = _validate_build(
+        raw, spark_warehouse_dir, "m2ctr_gx_days", monkeypatch, tmp_path / "report"
+    )
+    assert failing(summary) == set()
+    assert code == 0
+    count = "expect_table_row_count_to_be_between"
+    assert _observed(summary, "raw", count) == str(manifest["records"]) == "6000"
+    assert _observed(summary, "stg_impressions", count) == "6000"
+    assert _observed(summary, "quarantine_impressions", count) == "0"
+
+
+@pytest.fixture(scope="module")
+def malformed_days(dbt_build, tmp_path_factory):
+    """(raw path, manifest, schema) of a build of day folders with malformed records."""
+    raw, manifest = _day_folder_logs(tmp_path_factory.mktemp("gx-malformed"), bad_rate=0.03)
+    build = dbt_build(raw, "m2ctr_gx_bad")
+    assert build.success, build.failures()
+    return raw, manifest, "m2ctr_gx_bad"
+
+
+@spark_test
+def test_malformed_day_folders_are_quarantined_and_pass(
+    malformed_days, spark_warehouse_dir, monkeypatch, tmp_path
+):
+    raw, manifest, schema = malformed_days
+    bad = manifest["bad"]["total"]
+    assert bad > 0
+    code, summary = _validate_build(raw, spark_warehouse_dir, schema, monkeypatch, tmp_path / "r")
+    assert failing(summary) == set()
+    assert code == 0
+    count = "expect_table_row_count_to_be_between"
+    assert _observed(summary, "raw", count) == str(manifest["records"])
+    assert _observed(summary, "quarantine_impressions", count) == str(bad)
+    assert _observed(summary, "stg_impressions", count) == str(manifest["clean"])
+
+
+@spark_test
+def test_table_deleted_after_the_build_fails_naming_it(
+    malformed_days, spark_warehouse_dir, monkeypatch, tmp_path, capsys
+):
+    raw, _, schema = malformed_days
+    copy = tmp_path / "wh"
+    shutil.copytree(
+        spark_warehouse_dir / f"{schema}.db",
+        copy / f"{schema}.db",
+        ignore=shutil.ignore_patterns("user_item_history"),
+    )
+    code, summary = _validate_build(raw, copy, schema, monkeypatch, tmp_path / "r")
+    assert code == 1
+    assert [n for n, s in summary["suites"].items() if not s["success"]] == ["user_item_history"]
+    error = summary["suites"]["user_item_history"]["error"]
+    assert error.startswith("table user_item_history not found") and "make features" in error
+    out = capsys.readouterr()
+    assert "data quality FAILED: user_item_history" in out.err
 
 
 def test_every_suite_has_a_builder_in_run_order():

@@ -43,6 +43,23 @@ def test_schema_reads_the_dbt_vars():
     assert schema.ITEM_TEXT_COLUMNS == ("item_entity_names", "item_title")
     assert schema.TITLE_COLUMNS == ("item_title",)
     assert len(schema.RAW_COLUMNS) == 10 + 27 and schema.RAW_COLUMNS[9] == "scene"
+    assert schema.RAW_GLOB == dbt_vars["raw_glob"] == "*.{csv,csv.gz,csv.bz2}"
+    assert schema.LOG_TIME_FORMATS == tuple(dbt_vars["log_time_formats"])
+    assert schema.RAW_CSV_OPTIONS["multiLine"] == "true"
+
+
+def test_no_product_file_keeps_its_own_raw_format():
+    """The log_time formats and the CSV options are written in dbt_project.yml only."""
+    copies = []
+    # The generator writes logs, it does not read them: its own time format is its business.
+    for path in (p for p in product_files() if p.relative_to(ROOT).parts[0] != "synthetic"):
+        text = path.read_text()
+        for fmt in schema.LOG_TIME_FORMATS:
+            if fmt in text:
+                copies.append(f"{path.relative_to(ROOT)}: log_time format {fmt!r}")
+        if re.search(r"multi_?line", text, re.IGNORECASE):
+            copies.append(f"{path.relative_to(ROOT)}: a CSV reader option")
+    assert not copies, copies
 
 
 def test_no_product_file_keeps_its_own_copy_of_the_lists():

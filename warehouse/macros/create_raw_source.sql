@@ -4,6 +4,9 @@
   URI). Files are found recursively, so `date=YYYY-MM-DD/` folders and flat files work side by side
   (folder names are not parsed: a record's day is its log_time).
 
+  The file glob and the CSV options are the vars raw_glob and raw_csv_options (dbt_project.yml),
+  which the raw suite of expectations/ reads too.
+
   raw_impressions_csv: every field a string, positionally (header 'false'): header lines are
     recognised and applied per file in stg_raw_records, because each file may carry its own subset
     of deep features. Spark keeps the raw text of a record in `_corrupt_record` exactly when its
@@ -22,8 +25,9 @@
   {{- return(path) -}}
 {%- endmacro %}
 
+{#- Which file names are read: var raw_glob (dbt_project.yml), unless CTR_RAW_GLOB says otherwise. -#}
 {% macro raw_glob() -%}
-  {{- return(var('raw_glob', env_var('CTR_RAW_GLOB', '*.{csv,csv.gz,csv.bz2}'))) -}}
+  {{- return(env_var('CTR_RAW_GLOB', '') or var('raw_glob')) -}}
 {%- endmacro %}
 
 {#- A Spark SQL string literal (Spark reads backslash escapes inside quotes). -#}
@@ -49,11 +53,10 @@
         path {{ sql_string(raw_path()) }},
         pathGlobFilter {{ sql_string(raw_glob()) }},
         recursiveFileLookup 'true',
+        {%- for option, value in var('raw_csv_options').items() %}
+        {{ option }} {{ sql_string(value) }},
+        {%- endfor %}
         header 'false',
-        multiLine 'true',
-        quote '"',
-        escape '"',
-        mode 'PERMISSIVE',
         columnNameOfCorruptRecord '_corrupt_record'
       )
     {%- endcall -%}
@@ -96,4 +99,13 @@
     {%- endfor -%}
   {%- endif -%}
   {{- return(found[0] if found else none) -}}
+{%- endmacro %}
+
+{#- A raw log_time as a timestamp: the first of var log_time_formats it matches, else null. -#}
+{% macro parse_log_time(expr) -%}
+  coalesce(
+      {%- for format in var('log_time_formats') %}
+      try_to_timestamp(trim({{ expr }}), {{ sql_string(format) }}){{ ',' if not loop.last }}
+      {%- endfor %}
+  )
 {%- endmacro %}

@@ -102,12 +102,7 @@ typed as (
 
     select
         *,
-        case
-            when trim(log_time_raw) rlike '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$'
-                then to_timestamp(trim(log_time_raw), 'yyyy-MM-dd HH:mm:ss')
-            when trim(log_time_raw) rlike '^[0-9]{4}/[0-9]{1,2}/[0-9]{1,2} [0-9]{1,2}:[0-9]{2}$'
-                then to_timestamp(trim(log_time_raw), 'yyyy/M/d H:mm')
-        end as log_ts,
+        {{ parse_log_time('log_time_raw') }} as log_ts,
         case when trim(label_raw) in ('0', '1') then cast(trim(label_raw) as int) end as label,
         case
             when trim(scene_raw) in ({% for s in scenes() %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %})
