@@ -65,11 +65,11 @@ data: install
 # Incremental: processes only the raw files that are new or changed since the last build (the
 # first build is a full one); features-full-refresh rebuilds every table from all raw files.
 features: install
-	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir ..
+	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir .. --exclude-resource-type unit_test
 
 .PHONY: features-full-refresh
 features-full-refresh: install
-	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir .. --full-refresh
+	cd warehouse && ../$(VENV)/bin/dbt build --profiles-dir .. --full-refresh --exclude-resource-type unit_test
 
 quality: install
 	$(PY) -m expectations validate --target local

@@ -1,22 +1,25 @@
-"""Warehouse benchmark: `dbt build` (local target) time and rows/s on generated logs.
+"""Warehouse benchmark: a full build, a new day and a run with nothing new, beside DuckDB.
 
-For each size, generates AntM2C-shaped logs (`python -m synthetic generate`) and runs the real
-`dbt build` in a fresh process (JVM start-up, every model and every data test included).
+For each size, generates AntM2C-shaped logs (`python -m synthetic generate`, by default with
+AntM2C's population: 70,000 users and 80,000 items) split into one `date=YYYY-MM-DD/` folder per
+day, and times real `dbt build`s (local target), each in a fresh process (JVM start-up, every
+model and data test included; the dbt unit tests are excluded, as in `make features`):
 
-Default mode: one full build, then the same point-in-time feature SQL in DuckDB on the same CSV
-as a single-machine reference. The DuckDB reference parses the CSV, drops malformed records, and
-writes the user / item / pair features and the joined training table to Parquet; it has no
-quarantine table and no data tests.
+- full build: every day, into an empty warehouse;
+- new day: the last day added to a warehouse built from the days before it (that build is not
+  timed), the daily run of a warehouse in production;
+- nothing new: the same run again, with no new, changed or removed file.
 
---incremental: the logs split into one `date=YYYY-MM-DD/` folder per day; a full build of all
-days, against an incremental run that adds the last day to a build of the days before it (and a
-run with nothing new, after it), with the slowest nodes of the last-day run.
+Beside them, the same point-in-time feature SQL in DuckDB on the same CSV, as a single-machine
+reference: it parses the CSV, drops malformed records, and writes the user / item / pair features
+and the joined training table to Parquet; it has no quarantine, no incremental state and no tests.
 
-Every timed build is printed with `load`, the mean 1-minute load average while it ran: on a
-shared machine the figures move with it, so compare builds made under the same load.
+Every timed build is printed with `load`, the mean 1-minute load average while it ran: on a shared
+machine the figures move with it, so compare builds made under the same load. The slowest nodes
+of each timed build (dbt's run_results.json) follow the table.
 
-    .venv/bin/python bench/warehouse.py --rows 100000 1000000
-    .venv/bin/python bench/warehouse.py --incremental --rows 100000 1000000
+    .venv/bin/python bench/warehouse.py --rows 1000000
+    .venv/bin/python bench/warehouse.py --rows 10000000 --workdir /data/bench
 """
 
 from __future__ import annotations
@@ -257,6 +260,8 @@ def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict, flo
                 str(workdir / "target"),
                 "--log-path",
                 str(workdir / "logs"),
+                "--exclude-resource-type",
+                "unit_test",
             ],
             cwd=PROJECT,
             env=env,
@@ -279,76 +284,17 @@ def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict, flo
     return seconds, per_node, sum(loads) / len(loads)
 
 
-def generate(n: int, days: int, seed: int, out: Path) -> None:
+def generate(n: int, days: int, seed: int, users: int, items: int, out: Path) -> None:
     print(f"[{n:,} rows] generating into {out}", file=sys.stderr)
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "synthetic",
-            "generate",
-            "--rows",
-            str(n),
-            "--days",
-            str(days),
-            "--seed",
-            str(seed),
-            "--out",
-            str(out),
-            "--quiet",
+            sys.executable, "-m", "synthetic", "generate",
+            "--rows", str(n), "--days", str(days), "--seed", str(seed),
+            "--users", str(users), "--items", str(items),
+            "--out", str(out), "--quiet",
         ],
         cwd=ROOT,
         check=True,
-    )
-
-
-def full_builds(args, base: Path) -> None:
-    table = []
-    for n in args.rows:
-        workdir = base / f"rows-{n}"
-        raw = workdir / "raw"
-        generate(n, args.days, args.seed, raw)
-        print(f"[{n:,} rows] dbt build", file=sys.stderr)
-        dbt_s, per_node, load = run_dbt(raw, workdir / "warehouse", workdir)
-        models_s = sum(t for k, t in per_node.items() if k.startswith("model."))
-        tests_s = sum(t for k, t in per_node.items() if k.startswith("test."))
-        row = {
-            "rows": n,
-            "dbt_build_s": dbt_s,
-            "models_s": models_s,
-            "tests_s": tests_s,
-            "rows_per_s": n / dbt_s,
-            "load": load,
-        }
-        if not args.no_duckdb:
-            print(f"[{n:,} rows] duckdb reference", file=sys.stderr)
-            duck_s, duck_rows = run_duckdb(raw, workdir)
-            row.update(duckdb_s=duck_s, duckdb_rows=duck_rows, duckdb_rows_per_s=n / duck_s)
-        table.append(row)
-
-    header = (
-        f"{'rows':>10} {'dbt build s':>12} {'load':>5} {'models s':>9} {'tests s':>8} {'rows/s':>9}"
-    )
-    if not args.no_duckdb:
-        header += f" {'duckdb s':>9} {'duckdb rows/s':>14}"
-    print(header)
-    for r in table:
-        line = (
-            f"{r['rows']:>10,} {r['dbt_build_s']:>12.1f} {r['load']:>5.1f} {r['models_s']:>9.1f} "
-            f"{r['tests_s']:>8.1f} {r['rows_per_s']:>9,.0f}"
-        )
-        if not args.no_duckdb:
-            line += f" {r['duckdb_s']:>9.1f} {r['duckdb_rows_per_s']:>14,.0f}"
-        print(line)
-    if len(table) > 1:
-        first, last = table[0], table[-1]
-        print(
-            f"scaling: {last['rows'] / first['rows']:.0f}x rows -> "
-            f"{last['dbt_build_s'] / first['dbt_build_s']:.1f}x dbt build time"
-        )
-    print(
-        "(models s / tests s: summed per-node times from run_results.json; with several dbt "
-        "threads they overlap, so they can exceed the wall time)"
     )
 
 
@@ -356,47 +302,102 @@ def _link_days(split: Path, days: list[str], raw: Path) -> None:
     """The day folders of `days` into raw as hard links: no copy, the same modification times."""
     raw.mkdir(parents=True, exist_ok=True)
     for day in days:
-        shutil.copytree(split / f"date={day}", raw / f"date={day}", copy_function=os.link)
+        if not (raw / f"date={day}").exists():
+            shutil.copytree(split / f"date={day}", raw / f"date={day}", copy_function=os.link)
 
 
-def incremental_builds(args, base: Path) -> None:
-    table = []
-    for n in args.rows:
-        workdir = base / f"rows-{n}"
-        generate(n, args.days, args.seed, workdir / "generated")
-        days = split_by_day(workdir / "generated", workdir / "split")
-        print(f"[{n:,} rows] full build of {len(days)} days", file=sys.stderr)
-        _link_days(workdir / "split", days, workdir / "raw-full")
-        full_s, _, full_load = run_dbt(
-            workdir / "raw-full", workdir / "wh-full", workdir / "run-full"
-        )
-        print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
-        raw = workdir / "raw-incremental"
-        _link_days(workdir / "split", days[:-1], raw)
-        run_dbt(raw, workdir / "wh-incremental", workdir / "run-first")
-        print(f"[{n:,} rows] incremental run for {days[-1]}", file=sys.stderr)
-        _link_days(workdir / "split", days[-1:], raw)
-        day_s, per_node, day_load = run_dbt(raw, workdir / "wh-incremental", workdir / "run-day")
-        print(f"[{n:,} rows] run with nothing new", file=sys.stderr)
-        noop_s, _, noop_load = run_dbt(raw, workdir / "wh-incremental", workdir / "run-noop")
-        slowest = sorted(per_node.items(), key=lambda kv: -kv[1])[:5]
-        table.append((n, full_s, full_load, day_s, day_load, noop_s, noop_load, slowest))
+def _slowest(per_node: dict, k: int = 5) -> str:
+    top = sorted(per_node.items(), key=lambda kv: -kv[1])[:k]
+    return ", ".join(f"{name.split('.')[-1]} {t:.1f}" for name, t in top)
 
-    print(
-        f"{'rows':>10} {'full build s':>13} {'load':>5} {'last day s':>11} {'load':>5} "
-        f"{'day/full':>9} {'nothing new s':>14} {'load':>5}"
+
+def bench_size(args, n: int, workdir: Path) -> dict:
+    """Generate (once per workdir), then the DuckDB reference, the full build, the build of the days
+    before the last (not timed), the new day and the run with nothing new."""
+    generated = workdir / "generated"
+    if not (generated / "manifest.json").exists():
+        generate(n, args.days, args.seed, args.users, args.items, generated)
+    split = workdir / "split"
+    days = sorted(p.name[len("date="):] for p in split.glob("date=*")) if split.exists() else []
+    if not days:
+        days = split_by_day(generated, split)
+    row: dict = {"rows": n, "days": len(days)}
+    if args.only != "daily":
+        full_build(args, n, workdir, split, days, row)
+    if args.only != "full":
+        daily_runs(n, workdir, split, days, row)
+    return row
+
+
+def full_build(args, n: int, workdir: Path, split: Path, days: list[str], row: dict) -> None:
+    if not args.no_duckdb:
+        print(f"[{n:,} rows] duckdb reference", file=sys.stderr)
+        row["duckdb_s"], _ = run_duckdb(workdir / "generated", workdir)
+    for name in ("raw-full", "wh-full"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    print(f"[{n:,} rows] full build of {len(days)} days", file=sys.stderr)
+    _link_days(split, days, workdir / "raw-full")
+    row["full_s"], per_node, row["full_load"] = run_dbt(
+        workdir / "raw-full", workdir / "wh-full", workdir / "run-full"
     )
-    for n, full_s, full_load, day_s, day_load, noop_s, noop_load, _ in table:
-        print(
-            f"{n:>10,} {full_s:>13.1f} {full_load:>5.1f} {day_s:>11.1f} {day_load:>5.1f} "
-            f"{day_s / full_s:>9.2f} {noop_s:>14.1f} {noop_load:>5.1f}"
-        )
-    for n, *_, slowest in table:
-        names = ", ".join(f"{k.split('.')[-1]} {t:.1f}" for k, t in slowest)
-        print(f"{n:,} rows, slowest nodes of the last-day run (s): {names}")
+    row["full_slowest"] = _slowest(per_node)
+    print(f"[{n:,} rows] full build {row['full_s']:.1f} s (load {row['full_load']:.1f})", file=sys.stderr)
+
+
+def daily_runs(n: int, workdir: Path, split: Path, days: list[str], row: dict) -> None:
+    for name in ("raw-daily", "wh-daily"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
+    raw = workdir / "raw-daily"
+    _link_days(split, days[:-1], raw)
+    run_dbt(raw, workdir / "wh-daily", workdir / "run-first")
+
+    print(f"[{n:,} rows] new day {days[-1]}", file=sys.stderr)
+    _link_days(split, days[-1:], raw)
+    row["day_s"], per_node, row["day_load"] = run_dbt(raw, workdir / "wh-daily", workdir / "run-day")
+    row["day_slowest"] = _slowest(per_node)
+
+    print(f"[{n:,} rows] nothing new", file=sys.stderr)
+    row["noop_s"], per_node, row["noop_load"] = run_dbt(raw, workdir / "wh-daily", workdir / "run-noop")
+    row["noop_slowest"] = _slowest(per_node)
+
+
+STEPS = {"full": "full build", "day": "new day", "noop": "nothing new"}
+
+
+def report(table: list[dict]) -> None:
+    columns = [  # (header, width, value of a row or None when not measured)
+        ("rows", 11, lambda r: f"{r['rows']:,}"),
+        ("full build s", 13, lambda r: f"{r['full_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['full_load']:.1f}"),
+        ("duckdb s", 9, lambda r: f"{r['duckdb_s']:.1f}"),
+        ("dbt/duckdb", 11, lambda r: f"{r['full_s'] / r['duckdb_s']:.0f}x"),
+        ("new day s", 10, lambda r: f"{r['day_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['day_load']:.1f}"),
+        ("day/full", 9, lambda r: f"{r['day_s'] / r['full_s']:.2f}"),
+        ("nothing new s", 14, lambda r: f"{r['noop_s']:.1f}"),
+        ("load", 5, lambda r: f"{r['noop_load']:.1f}"),
+    ]
+
+    def cell(r, value):
+        try:
+            return value(r)
+        except KeyError:
+            return "-"
+
+    print(" ".join(f"{h:>{w}}" for h, w, _ in columns))
+    for r in table:
+        print(" ".join(f"{cell(r, v):>{w}}" for _, w, v in columns))
+    for r in table:
+        print(f"{r['rows']:,} rows, slowest nodes (s)")
+        for step, name in STEPS.items():
+            if f"{step}_slowest" in r:
+                print(f"  {name:>11}: {r[step + '_slowest']}")
     print(
-        "(each figure is one `dbt build` in a fresh process: JVM start, parse, models, tests; "
-        "load: the mean 1-minute load average while it ran)"
+        "(each dbt figure is one `dbt build` in a fresh process: JVM start, parse, models, tests; "
+        "load: the mean 1-minute load average while it ran; dbt/duckdb: full build over the "
+        "DuckDB reference; new day and nothing new beside the same DuckDB reference, which has no "
+        "incremental run)"
     )
 
 
@@ -405,32 +406,34 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument(
-        "--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="raw records per run"
+        "--rows", type=int, nargs="+", default=[1_000_000], help="raw records per size"
     )
     parser.add_argument("--days", type=int, default=14, help="days of logs")
+    parser.add_argument("--users", type=int, default=70_000, help="users (AntM2C: about 70k)")
+    parser.add_argument("--items", type=int, default=80_000, help="items (AntM2C: about 80k)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument(
         "--workdir",
         type=Path,
         default=None,
-        help="where inputs and warehouses go (default: a new temporary directory)",
+        help="where inputs and warehouses go; generated logs found there are reused "
+        "(default: a new temporary directory)",
     )
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference")
     parser.add_argument(
-        "--incremental",
-        action="store_true",
-        help="time a full build against the incremental run that adds the last day",
+        "--only",
+        choices=("full", "daily"),
+        default=None,
+        help="only the full build (and DuckDB), or only the daily runs (new day, nothing new)",
     )
     args = parser.parse_args(argv)
-    if any(n < 1 for n in args.rows):
-        parser.error("--rows must be positive")
-    if args.incremental and args.days < 2:
-        parser.error("--incremental needs --days 2 or more")
+    if any(n < 1 for n in args.rows) or args.users < 1 or args.items < 1:
+        parser.error("--rows, --users and --items must be positive")
+    if args.days < 2:
+        parser.error("--days must be 2 or more (the last day is the new day)")
     base = args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))
-    if args.incremental:
-        incremental_builds(args, base)
-    else:
-        full_builds(args, base)
+    table = [bench_size(args, n, base / f"rows-{n}") for n in args.rows]
+    report(table)
     print(f"inputs and warehouses kept under {base}")
     return 0
 

@@ -60,6 +60,8 @@ RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
 # the prior the row's scene's click rate over the days before the row, CTR_PRIOR_DEFAULT without any.
 CTR_SMOOTHING_WEIGHT = float(_VARS["ctr_smoothing_weight"])
 CTR_PRIOR_DEFAULT = float(_VARS["ctr_prior_default"])
+# The short window of the *_7d features: the calendar days D - WINDOW_DAYS .. D - 1.
+WINDOW_DAYS = int(_VARS["window_days"])
 
 # How the raw files are found and read, the same for the build and the raw suite: the file-name
 # glob (CTR_RAW_GLOB overrides it, as for the build), Spark's CSV reader options, and the Spark

@@ -144,6 +144,7 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
     meta = {
         "run": str(scorer.run_dir),
         "model": scorer.model_name,
+        "runtime": scorer.runtime,
         "features_as_of": scorer.snapshot.as_of,
         "split": scorer.run.cfg.get("split"),
         "model_inputs": scorer.inputs(),

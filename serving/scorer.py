@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from m2ctr.schema import (
     DEEP_FEATURES,
@@ -24,7 +25,7 @@ from m2ctr.schema import (
     TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
 )
-from trainer.train import Run, load_run, score
+from trainer.train import Run, load_run, score, to_model
 
 from .snapshot import Snapshot
 
@@ -37,15 +38,25 @@ class ScoringError(ValueError):
 
 
 class Scorer:
-    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None):
+    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None, onnx: Path | None = None):
         self.run_dir = Path(run_dir)
         self.run = run or load_run(self.run_dir)
+        # runtime "onnx": the exported graph scores (calibration inside it); else the torch model
+        self.onnx = None
+        if onnx is not None:
+            from trainer.export import OnnxModel
+
+            self.onnx = OnnxModel(onnx, threads=torch.get_num_threads())
         self.snapshot = snapshot
         self.columns = list(self.run.features.columns)
         self.scenes = set(self.run.prep.scenes)
         # The featurizer's text tables grow as new texts arrive and torch's threads are shared:
         # one request at a time.
         self.lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.onnx is None else "onnx"
 
     @property
     def model_name(self) -> str:
@@ -82,8 +93,12 @@ class Scorer:
             return []
         batch = self.batch(user, items)
         with self.lock:
-            rows = score(self.run.model, [self.run.features(batch)], self.run.features, self.run.device)
-        p = rows["probability"]
+            arrays = self.run.features(batch)
+            if self.onnx is not None:
+                p = self.onnx(to_model(arrays, self.run.features, self.run.device))
+            else:
+                rows = score(self.run.model, [arrays], self.run.features, self.run.device)
+                p = self.run.calibration(rows["probability"], rows["scene"])
         if not np.isfinite(p).all():  # JSON would carry it as null: say so instead
             bad = np.flatnonzero(~np.isfinite(p))[:5].tolist()
             raise RuntimeError(f"non-finite score for item(s) at {bad}: check the snapshot and the run")

@@ -32,9 +32,31 @@ def default_schema() -> str:
     return schema_name()
 
 
+RUNTIMES = ("torch", "onnx")
+
+
+def onnx_graph(run_dir: Path, onnx_dir: str | Path | None) -> Path:
+    """The exported graph to serve: `onnx_dir` when given, else the run exported now into a temporary
+    directory that lives as long as the process."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from trainer.export import export
+
+    if onnx_dir is not None:
+        return Path(onnx_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="m2ctr-onnx-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return export(run_dir, tmp / "graph")
+
+
 def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *, schema: str | None = None,
-                threads: int | None = None):
-    """The run and the snapshot, loaded; the model warmed up by one request."""
+                threads: int | None = None, runtime: str = "torch", onnx_dir: str | Path | None = None):
+    """The run and the snapshot, loaded; the model warmed up by one request. With runtime "onnx" the
+    run's exported graph scores through onnxruntime (`onnx_dir`, else exported at start-up)."""
+    if runtime not in RUNTIMES:
+        raise TrainerError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
     import torch
 
     from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
@@ -52,7 +74,8 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
     if threads:
         torch.set_num_threads(threads)
     snapshot = Snapshot(warehouse_dir or default_warehouse(), schema or default_schema())
-    scorer = Scorer(run_dir, snapshot, run)
+    graph = onnx_graph(Path(run_dir), onnx_dir) if runtime == "onnx" else None
+    scorer = Scorer(run_dir, snapshot, run, onnx=graph)
     # The first call pays for lazy initialisation (kernels, the text tables), not the first user.
     scorer.score(User(user_id="warm-up", **dict.fromkeys(USER_TEXT_COLUMNS, "")),
                  [Item(item_id="warm-up", scene=run.prep.scenes[0], **dict.fromkeys(ITEM_TEXT_COLUMNS, ""))])
@@ -60,14 +83,15 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
 
 
 def build_app(run_dir: str | Path, warehouse_dir: str | Path | None = None, *, schema: str | None = None,
-              threads: int | None = None, token: str | None = None,
+              threads: int | None = None, token: str | None = None, runtime: str = "torch",
+              onnx_dir: str | Path | None = None,
               max_candidates: int = DEFAULT_MAX_CANDIDATES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
     """The ready ASGI app (see app.create_app)."""
     from .app import create_app
 
     if max_candidates < 1 or max_body_bytes < 1:
         raise TrainerError("--max-candidates and --max-body-bytes must be at least 1")
-    scorer = load_scorer(run_dir, warehouse_dir, schema=schema, threads=threads)
+    scorer = load_scorer(run_dir, warehouse_dir, schema=schema, threads=threads, runtime=runtime, onnx_dir=onnx_dir)
     return create_app(scorer, token=token, max_candidates=max_candidates, max_body_bytes=max_body_bytes)
 
 
@@ -89,14 +113,16 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, *, schema: str | None = None, threads: int | None = None,
           token_env: str = DEFAULT_TOKEN_ENV, max_candidates: int = DEFAULT_MAX_CANDIDATES,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info") -> None:
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info", runtime: str = "torch",
+          onnx_dir: str | Path | None = None) -> None:
     """Serve until interrupted. The bearer token, if any, is read from the environment variable
     `token_env` (empty or unset: no token)."""
     import uvicorn
 
     token = os.environ.get(token_env) or None
     sock = bind(host, port)  # before loading: a taken port fails in a second, not after the load
-    app = build_app(run_dir, warehouse_dir, schema=schema, threads=threads, token=token,
+    app = build_app(run_dir, warehouse_dir, schema=schema, threads=threads, token=token, runtime=runtime,
+                    onnx_dir=onnx_dir,
                     max_candidates=max_candidates, max_body_bytes=max_body_bytes)
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"serving {run_dir} on http://{bound_host}:{bound_port} "
@@ -128,6 +154,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    "(default %(default)s)")
     p.add_argument("--threads", type=positive, default=None,
                    help="torch CPU threads (default: the run's own)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="what scores: the run's torch model, or its ONNX export through onnxruntime "
+                   "(default %(default)s)")
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="with --runtime onnx: a directory written by `trainer export` "
+                   "(default: export the run at start-up)")
     p.add_argument("--max-candidates", type=positive, default=DEFAULT_MAX_CANDIDATES,
                    help="most items per request; more is a 422 (default %(default)s)")
     p.add_argument("--max-body-bytes", type=positive, default=DEFAULT_MAX_BODY_BYTES,
@@ -142,6 +174,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     serve(args.run_dir, args.warehouse, args.host, args.port, schema=args.schema, threads=args.threads,
           token_env=args.token_env, max_candidates=args.max_candidates, max_body_bytes=args.max_body_bytes,
+          runtime=args.runtime, onnx_dir=args.onnx,
           log_level=args.log_level)
 
 

@@ -27,6 +27,7 @@ from m2ctr.schema import (
     N_DEEP_FEATURES,
     SCENES,
     TEXT_COLUMNS,
+    WINDOW_DAYS,
 )
 
 N_DEEP, N_SCENE_COUNTS = N_DEEP_FEATURES, len(SCENES)
@@ -93,7 +94,7 @@ def make_samples(
         np.add.at(clk_s, (r["day"] + 1, r["scene"], key), r["label"])
         cum_imp, cum_clk = imp.cumsum(0), clk.cumsum(0)  # row D holds days < D
         cum_imp_s, cum_clk_s = imp_s.cumsum(0), clk_s.cumsum(0)
-        lag = np.maximum(r["day"] - 7, 0)
+        lag = np.maximum(r["day"] - WINDOW_DAYS, 0)
         seen = cum_imp > 0
         first_day = np.where(seen.any(0), seen.argmax(0) - 1, -1)  # first day with an impression
         last_day = np.full((days + 1, n_keys), -1)

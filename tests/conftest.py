@@ -76,7 +76,8 @@ def spark(spark_warehouse_dir):
 
 @pytest.fixture(scope="session")
 def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
-    """Returns build(raw_path, schema, *dbt_args) -> Build: a real in-process `dbt build`.
+    """Returns build(raw_path, schema, *dbt_args, command='build') -> Build: a real in-process
+    `dbt build` (unit tests aside unless selected), or another dbt command.
 
     dbt reads its settings from CTR_* environment variables (profiles.yml); they are set for the
     duration of one build and restored afterwards.
@@ -85,7 +86,7 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
 
     runs = tmp_path_factory.mktemp("dbt")
 
-    def build(raw_path: Path, schema: str, *dbt_args: str) -> Build:
+    def build(raw_path: Path, schema: str, *dbt_args: str, command: str = "build") -> Build:
         env = {
             "CTR_RAW_PATH": str(raw_path),
             "CTR_WAREHOUSE_DIR": str(spark_warehouse_dir),
@@ -99,7 +100,7 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
         try:
             result = dbtRunner().invoke(
                 [
-                    "build",
+                    command,
                     "--project-dir",
                     str(WAREHOUSE_PROJECT),
                     "--profiles-dir",
@@ -110,6 +111,8 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
                     str(runs / schema / "logs"),
                     "--no-partial-parse",
                     "--quiet",
+                    # dbt unit tests run on their own (test_warehouse.py), as in `make features`.
+                    *(() if "--select" in dbt_args else ("--exclude-resource-type", "unit_test")),
                     *dbt_args,
                 ]
             )

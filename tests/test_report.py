@@ -281,6 +281,12 @@ def test_run_page(runs, table, model):
     assert images(page) == RUN_IMAGES
     assert "alpha" not in page.tables
     assert not [n for n in page.notes if "may not belong" in n], page.notes
+    m = json.loads((run / "metrics.json").read_text())
+    rows = {(r["split"], r["scene"]): r for r in page.rows("calibration")}
+    assert len(rows) == 2 * (1 + len(m["test"]["per_scene_auc"]))
+    for when in ("before", "after"):
+        assert rows[("test", "all")][f"NE {when}"] == M.fmt(m["test"]["calibration"][when]["ne"])
+        assert rows[("test", "0")][f"ECE {when}"] == M.fmt(m["test"]["calibration"][when]["per_scene"]["0"]["ece"])
 
 
 @pytest.mark.slow  # the text encoder and whitening: ~20 s more than the other models
@@ -329,6 +335,7 @@ def test_an_old_run_without_optional_pieces_renders_and_says_what_is_missing(run
     assert [r["AUC"] for r in page.rows("headline")] == [M.fmt(m["val"]["auc"]), M.fmt(m["test"]["auc"])]
     notes = " ".join(page.notes)
     assert "scores_test.parquet is not in this run" in notes and "history.json is not in this run" in notes
+    assert "predates per-scene calibration" in notes
 
 
 def test_stale_scores_are_flagged(runs, tmp_path):

@@ -152,6 +152,14 @@ def url(served):
 
 
 @pytest.fixture(scope="module")
+def onnx_url(served):
+    """The same run served through its ONNX export (exported at start-up) and onnxruntime."""
+    scorer = load_scorer(served["run"], served["warehouse"], schema="m2ctr", threads=1, runtime="onnx")
+    with running(create_app(scorer, max_candidates=50)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def secured_url(served):
     with running(create_app(served["scorer"], token=TOKEN, max_body_bytes=4000)) as base:
         yield base
@@ -160,7 +168,11 @@ def secured_url(served):
 # ---------------------------------------------------------------------------- tests
 
 
-def test_scores_equal_predict_on_the_same_rows(served, url):
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_scores_equal_predict_on_the_same_rows(served, runtime, request):
+    url = request.getfixturevalue("url" if runtime == "torch" else "onnx_url")
+    status, meta = http(f"{url}/metadata")
+    assert status == 200 and meta["runtime"] == runtime
     by_user = defaultdict(list)
     for r in rows_of(served["day"]):
         by_user[r["user_id"]].append(r)
@@ -173,7 +185,7 @@ def test_scores_equal_predict_on_the_same_rows(served, url):
         assert body["model"] == "fusion" and body["features_as_of"] == served["as_of"]
         got += body["scores"]
         want += [served["probability"][r["impression_id"]] for r in rows]
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 if runtime == "torch" else 1e-5)
     assert np.std(want) > 0.01  # the comparison is between varied scores, not constants
 
 

@@ -100,6 +100,18 @@ def test_run_directory_is_complete_and_metrics_follow_the_contract(runs):
             assert set(buckets) == {"zero", "few", "warm"}
             assert sum(b["n"] for b in buckets.values()) == 2500
     assert "| user | zero |" in (run / "cold_start.md").read_text()
+    # probabilities are calibrated per scene on the validation days; the effect is reported
+    assert json.loads((run / "calibration.json").read_text())["method"] in ("platt", "isotonic")
+    for part in ("val", "test"):
+        effect = m[part]["calibration"]
+        assert effect["method"] in ("platt", "isotonic")
+        for when in ("before", "after"):
+            assert {"logloss", "ne", "ece", "predicted_over_observed"} <= set(effect[when])
+            assert set(effect[when]["per_scene"]) == {"0", "1", "2", "3", "4"}
+        assert effect["after"]["logloss"] == pytest.approx(m[part]["logloss"])
+    assert m["val"]["calibration"]["after"]["logloss"] <= m["val"]["calibration"]["before"]["logloss"]
+    raw = pq.read_table(run / "scores_test.parquet").column("probability_raw").to_numpy()
+    assert not np.array_equal(raw, pq.read_table(run / "scores_test.parquet").column("probability").to_numpy())
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["hparams"]["n_experts"] == 4 and cfg["config"]["epochs"] == 4
     # the weights load without unpickling anything

@@ -17,6 +17,7 @@ from m2ctr.argtypes import positive
 from serving.server import HELP as SERVE_HELP
 from serving.server import add_serve_arguments, run_serve
 
+from .calibration import CHOICES as CALIBRATIONS
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
@@ -87,6 +88,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("test_days", "last days used for test", type=positive)
     opt("scene_weights", "reweight the loss by inverse scene frequency on the training days",
         choices=["none", "balanced"])
+    opt("calibration", "per-scene map of the probabilities fitted on the validation days; auto picks "
+        "platt or isotonic by out-of-fold validation logloss", choices=list(CALIBRATIONS))
     opt("min_count", "training-day impressions an id needs for its own embedding; rarer and unseen "
         "ids share hash buckets", type=positive)
     opt("max_vocab", "most frequent ids kept per field", type=positive)
@@ -166,6 +169,17 @@ def run_predict(args) -> None:
     predict(args.run_dir, args.table, args.out)
 
 
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `fit`")
+    p.add_argument("--out", required=True, help="directory to create: model.onnx and manifest.json")
+
+
+def run_export(args) -> None:
+    from .export import export
+
+    print(export(args.run_dir, args.out))
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_DIR|LADDER_DIR", help="a run directory or a ladder directory")
 
@@ -214,6 +228,8 @@ SUBCOMMANDS = {
                  add_evaluate_arguments, run_evaluate),
     "predict": ("write impression_id + click probability for every row of a table",
                 add_predict_arguments, run_predict),
+    "export": ("write the run's scoring graph as ONNX and a manifest of its inputs",
+               add_export_arguments, run_export),
     "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
                add_report_arguments, run_report),
     "serve": (SERVE_HELP, add_serve_arguments, run_serve),  # serving/ is its own stage; kept as an alias

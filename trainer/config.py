@@ -37,6 +37,8 @@ class FitConfig:
     weight_decay: float = 1e-5
     precision: str = "float32"
     scene_weights: str = "none"
+    # per-scene calibration fitted on the validation days (trainer/calibration.py)
+    calibration: str = "auto"
     # -- hardware
     device: str = "auto"
     threads: int | None = None

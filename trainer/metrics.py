@@ -142,6 +142,44 @@ def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> 
     }
 
 
+def entropy(rate: float) -> float | None:
+    """Cross-entropy of always predicting `rate` (the normalized-entropy baseline)."""
+    if rate is None or not 0 < rate < 1:
+        return None
+    return float(-(rate * np.log(rate) + (1 - rate) * np.log1p(-rate)))
+
+
+def probability_quality(y: np.ndarray, p: np.ndarray, base_rate: float | None) -> dict:
+    """How good the probabilities are as probabilities, for one slice: logloss, normalized entropy
+    (logloss over the entropy of the training CTR, He et al., ADKDD 2014), ECE and predicted over
+    observed CTR."""
+    y = np.asarray(y, np.float64)
+    cal = calibration(y, p)
+    ll = logloss(y, p)
+    h = entropy(base_rate)
+    ratio = None
+    if cal["observed_rate"]:
+        ratio = cal["mean_predicted"] / cal["observed_rate"]
+    return {"n": cal["n"], "logloss": ll, "ne": None if ll is None or h is None else ll / h, "ece": cal["ece"],
+            "mean_predicted": cal["mean_predicted"], "observed_rate": cal["observed_rate"],
+            "predicted_over_observed": ratio}
+
+
+def calibration_effect(split: dict[str, np.ndarray], raw: np.ndarray, calibrated: np.ndarray, scenes,
+                       train_rate: dict) -> dict:
+    """`probability_quality` overall and per scene, before and after calibration. `train_rate` holds
+    the training CTR: {"overall": r, "per_scene": {scene index: r}}; a scene's NE uses its own."""
+    y = split["label"]
+    out = {}
+    for name, p in (("before", raw), ("after", calibrated)):
+        per_scene = {}
+        for idx, scene in enumerate(scenes):
+            mask = split["scene"] == idx
+            per_scene[str(scene)] = probability_quality(y[mask], p[mask], train_rate["per_scene"].get(idx))
+        out[name] = {**probability_quality(y, p, train_rate["overall"]), "per_scene": per_scene}
+    return out
+
+
 def summarise_extras(split: dict[str, np.ndarray], extras: dict[str, np.ndarray], scenes) -> dict:
     """Mean of each per-row model output (e.g. fusion's alpha) overall, per scene, per cold bucket."""
     out = {}

@@ -253,9 +253,12 @@ def _run_page(run: Path) -> tuple[list[str], str]:
                     "probability against its observed click rate; on the diagonal is perfect calibration.</p>")
         body.append(figs.img("reliability", _reliability_figure(scores, metrics, scenes, bins),
                              "reliability diagram per scene"))
+        if "test" in scores and "probability_raw" in scores["test"]:
+            body.append("<p>The dotted grey line is the test rows before calibration.</p>")
     else:
         body.append(_note("No per-row scores in this run: ROC and reliability diagrams are left out."))
 
+    body.append(_calibration_section(metrics, parts, scenes))
     body.append("<h2>Cold start</h2>")
     body.append("<p>Buckets count a user's (item's) impressions on the training days: "
                 "zero = 0, few = 1..4, warm = 5 or more. Bars start at chance (0.5); n is on each bar.</p>")
@@ -347,6 +350,27 @@ def _per_scene_table(metrics: dict, parts: list[str], scenes: list[str]) -> str:
     return _table("per-scene", header, rows)
 
 
+def _calibration_section(metrics: dict, parts: list[str], scenes: list[str]) -> str:
+    """Before and after the run's per-scene calibration (fitted on the validation rows)."""
+    effect = {p: _cal(metrics[p]) for p in parts if "before" in _cal(metrics[p])}
+    if not effect:
+        return "<h2>Calibration</h2>" + _note("This run predates per-scene calibration.")
+    method = next(iter(effect.values())).get("method")
+    header = ["split", "scene", "n", "NE before", "NE after", "ECE before", "ECE after",
+              "predicted/observed before", "predicted/observed after"]
+    rows = []
+    for p, c in effect.items():
+        for s in [None, *scenes]:
+            b = c["before"] if s is None else c["before"]["per_scene"].get(s, {})
+            a = c["after"] if s is None else c["after"]["per_scene"].get(s, {})
+            rows.append([PART_TITLES[p], "all" if s is None else s, _count(b.get("n")), M.fmt(b.get("ne")),
+                         M.fmt(a.get("ne")), M.fmt(b.get("ece")), M.fmt(a.get("ece")),
+                         M.fmt(b.get("predicted_over_observed")), M.fmt(a.get("predicted_over_observed"))])
+    return (f"<h2>Calibration</h2><p>Method: {_e(method)}, one map per scene fitted on the validation rows "
+            "(so validation's after is in-sample; test's is not). NE is logloss over the entropy of the "
+            "training click rate.</p>" + _table("calibration", header, rows))
+
+
 def _cold_table(metrics: dict, parts: list[str]) -> str:
     header = ["side", "bucket"] + [f"{PART_TITLES[p]} {k}" for p in parts for k in ("n", "AUC")]
     rows = []
@@ -426,6 +450,10 @@ def _reliability_figure(scores: dict, metrics: dict, scenes: list[str], bins: in
                 continue
             ax.plot(mean_p, rate, ls="-", lw=1, color="C0" if part == "test" else "C1",
                     label=PART_TITLES[part], **markers[part])
+            if part == "test" and "probability_raw" in s:
+                _, raw_p, raw_rate = M.calibration_bins(s["label"][mask], s["probability_raw"][mask], bins)
+                ax.plot(raw_p, raw_rate, ls=":", lw=1, color="#777", marker=".", label="test, uncalibrated")
+                top = max(top, raw_p.max(), raw_rate.max())
             top = max(top, mean_p.max(), rate.max())
             c = _cal(metrics[part])
             e = c.get("ece") if scene is None else c.get("per_scene", {}).get(scene, {}).get("ece")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from embeddings.options import TextConfig
 
+from . import calibration as C
 from . import distributed
 from . import metrics as M
 from .artifacts import RunDir, atomic_path, warehouse_record
@@ -363,25 +364,50 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
     }
 
 
-def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None) -> dict:
-    """metrics.json for the validation and test days; the per-row scores go to `run`."""
+def training_ctr(p: Prepared) -> dict:
+    """Click rate of the training days, overall and per scene index: normalized entropy's baseline."""
+    clicks = np.zeros(len(p.prep.scenes))
+    rows = np.zeros(len(p.prep.scenes))
+    for batch in p.table.batches(p.split["train_days"], ["label", "scene"]):
+        idx = p.prep.scene_index.get_indexer(batch.column("scene").to_numpy())
+        np.add.at(rows, idx, 1)
+        np.add.at(clicks, idx, batch.column("label").to_numpy(zero_copy_only=False))
+    return {"overall": float(clicks.sum() / rows.sum()) if rows.sum() else None,
+            "per_scene": {i: float(clicks[i] / rows[i]) for i in range(len(rows)) if rows[i]}}
+
+
+def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
+                    calibration: str | C.Calibration = "none") -> tuple[dict, C.Calibration]:
+    """metrics.json for the validation and test days, and the calibration its probabilities went
+    through: a method name fits one on the validation rows, a Calibration is applied as it is. The
+    per-row scores, calibrated and raw, go to `run`."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.prep.state["n_train_rows"]}}}
-    extras_summary = {}
+    parts = {}
     for part in ("val", "test"):
-        rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
+        parts[part] = rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
+    if isinstance(calibration, str):
+        val = parts["val"]
+        calibration = C.fit(calibration, val["label"], val["probability"], val["scene"])
+    rates = training_ctr(p)
+    extras_summary = {}
+    for part, rows in parts.items():
+        raw = rows["probability_raw"] = rows["probability"]
+        rows["probability"] = calibration(raw, rows["scene"])
         result["split"]["rows"][part] = len(rows["label"])
         result[part] = M.evaluate(rows, rows["probability"], p.spec["scenes"])
-        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability")}
+        result[part]["calibration"].update(
+            method=calibration.method, **M.calibration_effect(rows, raw, rows["probability"], p.spec["scenes"], rates))
+        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability", "probability_raw")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
         if run is not None:
             run.write_scores(part, score_columns(rows, p.spec["scenes"]))
     if extras_summary:
         result["extras"] = extras_summary
-    return result
+    return result, calibration
 
 
 def score_columns(rows: dict, scenes: list[int]) -> dict:
@@ -406,8 +432,9 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             if p.features.featurizer is not None:
                 p.features.featurizer.save(run.path)
         history = train_loop(model, p, cfg)
-        result = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run)
+        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run, cfg.calibration)
         if run is not None:
+            calibration.save(run.path)
             run.write_history(history)
             run.write_weights(model.state_dict())
             run.write_metrics(result)
@@ -442,6 +469,7 @@ class Run:
     features: Features
     model: torch.nn.Module
     device: torch.device
+    calibration: C.Calibration = field(default_factory=C.Calibration)
 
     def prepared(self, table: Table) -> Prepared:
         return Prepared(table, self.cfg["split"], self.prep, self.features, self.cfg["spec"],
@@ -466,13 +494,14 @@ def load_run(run_dir: Path, device_name: str | None = None) -> Run:
         featurizer = TextFeaturizer.load(rd.path)
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
     model.load_state_dict(rd.weights())
-    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device)
+    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.load(rd.path))
 
 
 def evaluate(run_dir: Path, table_path: str | None = None) -> dict:
     run = load_run(run_dir)
     table = Table(table_path or run.cfg["table"], need_text=run.features.featurizer is not None)
-    result = compute_metrics(run.model, run.prepared(table), run.cfg["model"], run.cfg["config"]["eval_batch_size"])
+    result, _ = compute_metrics(run.model, run.prepared(table), run.cfg["model"], run.cfg["config"]["eval_batch_size"],
+                                calibration=run.calibration)
     print(json.dumps(result, indent=2))
     print(M.summary_text(result, "test"), file=sys.stderr)
     return result
@@ -490,7 +519,8 @@ def predict(run_dir: Path, table_path: str, out: Path) -> Path:
                           desc="predict", unit="batch", file=sys.stderr):
             rows = score(run.model, [run.features(batch)], run.features, run.device)
             writer.write_table(pa.table({"impression_id": batch.column("impression_id").cast(pa.string()),
-                                         "probability": rows["probability"]}, schema=schema))
+                                         "probability": run.calibration(rows["probability"], rows["scene"])},
+                                        schema=schema))
             n += batch.num_rows
     print(f"{n:,} predictions written to {out}", file=sys.stderr)
     return out

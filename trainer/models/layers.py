@@ -45,12 +45,20 @@ class TokenPooling(nn.Module):
         self.fields = {side: tokens["fields"][side] for side in SIDES}
         self.out_dim = (sum(self.fields.values()) + 1) * dim + 1
 
+    def pool(self, tok: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return self.table(tok)
+        # The same mean over non-pad tokens from ops ONNX has (it has no embedding_bag with a pad).
+        present = (tok != 0).unsqueeze(-1).to(self.table.weight.dtype)
+        total = (nn.functional.embedding(tok, self.table.weight) * present).sum(1)
+        return total / present.sum(1).clamp(min=1.0)
+
     def forward(self, batch: dict) -> torch.Tensor:
         pooled = {}
         for side in SIDES:
             tok = batch[f"tok_{side}"]
             b, f, length = tok.shape
-            pooled[side] = self.table(tok.reshape(b * f, length)).view(b, f, -1)   # [B, F, d]
+            pooled[side] = self.pool(tok.reshape(b * f, length)).view(b, f, -1)    # [B, F, d]
         u, v = pooled["user"].mean(1), pooled["item"].mean(1)                    # [B, d]
         return torch.cat([pooled["user"].flatten(1), pooled["item"].flatten(1), u * v,
                           (u * v).sum(1, keepdim=True)], dim=1)

@@ -11,7 +11,8 @@
     of later days depend on it. A late day is therefore rebuilt from that day forward.
 
   The models read the plan here at execution time and inline it as literals, so Spark prunes files
-  and partitions statically. At parse time (execute false) the plan is empty.
+  and partitions statically. At parse time (execute false) the plan is empty. `nothing_new`: no
+  file is new, changed or removed, so every table already equals a full build and no model runs.
 -#}
 
 {#- The previous version of a model of this schema, or none (first build, or --full-refresh). -#}
@@ -41,67 +42,93 @@
   {{- return(read_plan(direct, with_dates=true)) -}}
 {%- endmacro %}
 
-{#- One small query per model for the whole plan. -#}
+{#- The plan before any row is read (parse time, or a model selected without the plan models). -#}
+{% macro empty_plan() -%}
+  {{- return({'full': true, 'nothing_new': false, 'batch_files': [], 'batch_paths': [], 'stale_files': [],
+              'kept_files': [], 'kept_dates': {}, 'restaged': [], 'live': [], 'all_dates': [],
+              'rebuilt': [], 'rebuilt_or_gone': [], 'covering_files': [], 'last_date': none,
+              'as_of': none, 'rebuild_from': none, 'window_from': none}) -}}
+{%- endmacro %}
+
+{#-
+  One small query for the whole plan, once per run: the plan is kept in the run's graph (one object
+  for every node of this invocation), since stg_raw_files and stg_build_dates do not change after
+  the first node that reads them.
+-#}
 {% macro read_plan(direct, with_dates) -%}
+  {#- The refs come first: at parse time they make dbt order the model after the plan models. -#}
   {%- set files_model = plan_model('stg_raw_files', direct) -%}
   {%- set dates_model = plan_model('stg_build_dates', direct) if with_dates else none -%}
-  {%- set plan = {'full': true, 'batch_files': [], 'batch_paths': [], 'stale_files': [], 'kept_files': [],
-                  'restaged': [], 'live': [], 'rebuilt': [], 'rebuilt_or_gone': [], 'covering_files': [],
-                  'last_date': none, 'as_of': none, 'rebuild_from': none, 'window_from': none} -%}
+  {%- set plan = empty_plan() -%}
   {%- if not execute -%}{{ return(plan) }}{%- endif -%}
+  {%- set cache_key = 'm2ctr_plan/' ~ invocation_id ~ '/' ~ target.schema ~ '/' ~ with_dates -%}
+  {%- if cache_key in graph -%}{{ return(graph[cache_key]) }}{%- endif -%}
   {%- set query -%}
     select 'file', source_file, file_path, status,
-        array_join(transform(previous_dates, d -> cast(d as string)), ','), null, null, null
+        array_join(transform(previous_dates, d -> cast(d as string)), ','), null, null
     from {{ files_model }}
     {%- if with_dates %}
     union all
-    select 'date', cast(date as string), null, null, null, restaged, live, was_live
+    select 'date', cast(date as string), null, null, null, restaged, live
     from {{ dates_model }}
     {%- endif %}
   {%- endset -%}
-  {%- set kept_dates = {} -%}
-  {%- set all_dates = [] -%}
   {%- for row in run_query(query).rows | sort(attribute='1') -%}
-    {%- if row[0] == 'file' -%}
-      {%- if row[3] in ('new', 'changed') -%}
-        {%- do plan.batch_files.append(row[1]) -%}
-        {%- do plan.batch_paths.append(row[2]) -%}
-      {%- endif -%}
-      {%- if row[3] in ('changed', 'removed') -%}{%- do plan.stale_files.append(row[1]) -%}{%- endif -%}
-      {%- if row[3] == 'unchanged' -%}
-        {%- do plan.kept_files.append(row[1]) -%}
-        {%- do kept_dates.update({row[1]: (row[4] or '').split(',')}) -%}
-      {%- endif -%}
-    {%- else -%}
-      {%- do all_dates.append(row[1]) -%}
-      {%- if row[5] -%}{%- do plan.restaged.append(row[1]) -%}{%- endif -%}
-      {%- if row[6] -%}{%- do plan.live.append(row[1]) -%}{%- endif -%}
+    {%- if row[0] == 'file' -%}{%- do plan_file(plan, row[1], row[2], row[3], row[4]) -%}
+    {%- else -%}{%- do plan_date(plan, row[1], row[5], row[6]) -%}
     {%- endif -%}
   {%- endfor -%}
-  {%- do plan.update({'full': not plan.kept_files and not plan.stale_files}) -%}
-  {%- if not with_dates -%}{{ return(plan) }}{%- endif -%}
+  {%- do plan.update({'full': not plan.kept_files and not plan.stale_files,
+                      'nothing_new': not plan.batch_files and not plan.stale_files and plan.kept_files | length > 0}) -%}
+  {%- if with_dates -%}{%- do plan_days(plan) -%}{%- endif -%}
+  {%- do graph.update({cache_key: plan}) -%}
+  {{- return(plan) -}}
+{%- endmacro %}
 
-  {%- set days = modules.datetime.timedelta(days=1) -%}
+{#- A file of the plan: parsed (new, changed), dropped (changed, removed) or kept (unchanged). -#}
+{% macro plan_file(plan, source_file, path, status, previous_dates) -%}
+  {%- if status in ('new', 'changed') -%}
+    {%- do plan.batch_files.append(source_file) -%}
+    {%- do plan.batch_paths.append(path) -%}
+  {%- endif -%}
+  {%- if status in ('changed', 'removed') -%}{%- do plan.stale_files.append(source_file) -%}{%- endif -%}
+  {%- if status == 'unchanged' -%}
+    {%- do plan.kept_files.append(source_file) -%}
+    {%- do plan.kept_dates.update({source_file: (previous_dates or '').split(',')}) -%}
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro plan_date(plan, date, restaged, live) -%}
+  {%- do plan.all_dates.append(date) -%}
+  {%- if restaged -%}{%- do plan.restaged.append(date) -%}{%- endif -%}
+  {%- if live -%}{%- do plan.live.append(date) -%}{%- endif -%}
+{%- endmacro %}
+
+{#-
+  The days of the plan: as_of (the day after the last live day), rebuild_from (the first restaged
+  day, at most as_of), window_from (window_days before it: the short windows of rebuild_from reach
+  back that far), the days rebuilt, and the files whose records the restaged days need.
+-#}
+{% macro plan_days(plan) -%}
+  {%- set one_day = modules.datetime.timedelta(days=1) -%}
   {%- if plan.live -%}
-    {%- set last = modules.datetime.date.fromisoformat(plan.live[-1]) -%}
-    {%- set as_of = (last + days) | string -%}
+    {%- set as_of = (modules.datetime.date.fromisoformat(plan.live[-1]) + one_day) | string -%}
     {%- set rebuild_from = [plan.restaged[0] if plan.restaged else as_of, as_of] | min -%}
-    {%- set window_from = (modules.datetime.date.fromisoformat(rebuild_from) - 7 * days) | string -%}
-    {%- do plan.update({'last_date': last | string, 'as_of': as_of, 'rebuild_from': rebuild_from,
+    {%- set window_from = (modules.datetime.date.fromisoformat(rebuild_from) - window_days() * one_day) | string -%}
+    {%- do plan.update({'last_date': plan.live[-1], 'as_of': as_of, 'rebuild_from': rebuild_from,
                         'window_from': window_from}) -%}
   {%- elif plan.restaged -%}
     {%- do plan.update({'rebuild_from': plan.restaged[0]}) -%}
   {%- endif -%}
-  {%- for d in all_dates if plan.rebuild_from is not none and d >= plan.rebuild_from -%}
+  {%- for d in plan.all_dates if plan.rebuild_from is not none and d >= plan.rebuild_from -%}
     {%- do plan.rebuilt_or_gone.append(d) -%}
     {%- if d in plan.live -%}{%- do plan.rebuilt.append(d) -%}{%- endif -%}
   {%- endfor -%}
-  {#- The files whose records a restaged day needs: parsed now, or kept and holding such a day. -#}
-  {%- for f in plan.kept_files -%}
-    {%- if kept_dates[f] | select('in', plan.restaged) | list -%}{%- do plan.covering_files.append(f) -%}{%- endif -%}
+  {%- set covering = plan.batch_files[:] -%}
+  {%- for f in plan.kept_files if plan.kept_dates[f] | select('in', plan.restaged) | list -%}
+    {%- do covering.append(f) -%}
   {%- endfor -%}
-  {%- do plan.update({'covering_files': (plan.covering_files + plan.batch_files) | sort}) -%}
-  {{- return(plan) -}}
+  {%- do plan.update({'covering_files': covering | sort}) -%}
 {%- endmacro %}
 
 {#- A date literal from 'YYYY-MM-DD', or null. -#}

@@ -1,5 +1,5 @@
 -- Leak test: on every day this run rebuilt, the user's 7d and cumulative counts of a row dated D
--- equal a direct recount of the staged impressions dated D-7..D-1 and before D, so no same-day or
+-- equal a direct recount of the staged impressions dated D - window_days .. D-1 and before D, so no same-day or
 -- later event is inside. The cumulative recount starts from the users' state at the start of
 -- rebuild_from (empty on a full build, which recounts all of history) and adds the staged days
 -- from rebuild_from on, so a daily run does not rescan history.
@@ -39,8 +39,8 @@ recount as (
     select
         samples.user_id,
         samples.date,
-        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, 7) then impressions_daily.imp end), 0) as imp_7d,
-        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, 7) then impressions_daily.clk end), 0) as clk_7d,
+        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, {{ window_days() }}) then impressions_daily.imp end), 0) as imp_7d,
+        coalesce(sum(case when impressions_daily.date >= date_sub(samples.date, {{ window_days() }}) then impressions_daily.clk end), 0) as clk_7d,
         coalesce(sum(case when impressions_daily.date >= {{ date_literal(plan.rebuild_from) }} then impressions_daily.imp end), 0) as imp_since_start,
         coalesce(sum(case when impressions_daily.date >= {{ date_literal(plan.rebuild_from) }} then impressions_daily.clk end), 0) as clk_since_start
     from samples

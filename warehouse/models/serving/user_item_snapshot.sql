@@ -1,12 +1,21 @@
 {#-
   Grain: one row per (user_id, item_id) pair with history, and one row with both ids null (no
   history). The pair as of the start of `date`, the day after the last day with data, in exactly the
-  ui_* columns of training_samples. Same macros as user_item_history and training_samples.
+  ui_* columns of training_samples. The same timeline and column expressions as user_item_history,
+  read on one day after all of them.
 -#}
--- Named apart from the CTEs of the macro inside `features` (Spark resolves nested CTEs by name).
-with features as (
+{%- set plan = build_plan() -%}
 
-    {{ pair_history('int_user_item_daily', 'int_user_item_state', as_of=true) | indent(4) }}
+with daily as (
+
+    select * from {{ ref('int_user_item_daily') }}
+    where {{ date_range('date', plan.rebuild_from, plan.last_date) }}
+
+),
+
+state as (
+
+    select * from {{ ref('int_user_item_state') }}
 
 ),
 
@@ -16,9 +25,49 @@ as_of as (
 
 ),
 
+timeline as (
+
+    select user_id, item_id, imp, clk, last_date
+    from state
+
+    union all
+
+    select user_id, item_id, imp, clk, date as last_date
+    from daily
+
+),
+
+-- One query day after every row: the sums before it are plain aggregates per pair.
+windowed as (
+
+    select
+        user_id,
+        item_id,
+        {{ date_literal(plan.as_of) }} as date,
+        sum(imp) as imp_hist,
+        sum(clk) as clk_hist,
+        max(last_date) as last_hist_date
+    from timeline
+    group by user_id, item_id
+
+),
+
+features as (
+
+    select
+        user_id,
+        item_id,
+        {{ pair_features() }},
+        date
+    from windowed
+
+),
+
+-- A pair without history: every column takes its default, as in training_samples.
 no_history as (
 
-    select * from features where false
+    select * from features
+    where false
 
 ),
 
@@ -46,7 +95,7 @@ unknown as (
 
 ),
 
-snapshot_rows as (
+final as (
 
     select
         user_id,
@@ -58,4 +107,4 @@ snapshot_rows as (
 
 )
 
-select * from snapshot_rows
+select * from final
