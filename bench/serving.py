@@ -20,6 +20,8 @@ this process, the same warm bodies through the service's steps one by one (JSON 
 validation, the training_samples-shaped batch from the snapshot, the run's Features, the model),
 wall and CPU time, so the table says what bounds a request.
 
+Each runtime (--runtimes torch onnx) gets its own service, timed in turn.
+
 Without --run it makes its own: a synthetic.sample_table table (--rows-per-day x 6 days), a 1-epoch
 fusion run on it, and a snapshot as of its last day (tests/sample_snapshot.py). Request
 material (ids, texts, deep features) comes from the last day of --table (default: the run's table).
@@ -113,9 +115,10 @@ class Client:
         return elapsed, json.loads(data)
 
 
-def start_service(run: Path, warehouse: Path, schema: str, threads: int, candidates: int):
+def start_service(run: Path, warehouse: Path, schema: str, threads: int, candidates: int, runtime: str):
     cmd = [sys.executable, "-m", "serving", str(run), "--warehouse", str(warehouse),
            "--schema", schema, "--port", "0", "--threads", str(threads), "--log-level", "warning",
+           "--runtime", runtime,
            "--max-candidates", str(max(candidates, 1000))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("M2CTR_SERVE_TOKEN", None)
@@ -156,13 +159,13 @@ def summarise(name: str, seconds: list[float], candidates: int, wall: float, cpu
 
 
 def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[bytes], candidates: int,
-              repeats: int) -> dict:
+              repeats: int, runtime: str) -> dict:
     """Median wall and CPU (this thread) milliseconds of each step of a warm request, in this process."""
     from serving import load_scorer
     from serving.payload import score_request
-    from trainer.train import score
+    from trainer.train import score, to_model
 
-    scorer = load_scorer(run, warehouse, schema=schema, threads=threads)
+    scorer = load_scorer(run, warehouse, schema=schema, threads=threads, runtime=runtime)
     request = score_request(max(candidates, 1000))
     names = ("parse + validate", "batch from snapshot", "Features (prep + text)", "model")
     wall, cpu = {k: [] for k in names}, {k: [] for k in names}
@@ -178,7 +181,10 @@ def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[
             marks.append((time.perf_counter(), time.thread_time()))
             arrays = scorer.run.features(batch)
             marks.append((time.perf_counter(), time.thread_time()))
-            score(scorer.run.model, [arrays], scorer.run.features, scorer.run.device)
+            if scorer.onnx is not None:
+                scorer.onnx(to_model(arrays, scorer.run.features, scorer.run.device))
+            else:
+                score(scorer.run.model, [arrays], scorer.run.features, scorer.run.device)
             marks.append((time.perf_counter(), time.thread_time()))
             for k, (w0, c0), (w1, c1) in zip(names, marks, marks[1:]):
                 wall[k].append((w1 - w0) * 1000)
@@ -200,6 +206,8 @@ def main() -> None:
     ap.add_argument("--cold-requests", type=int, default=20, help="timed cold requests (default %(default)s)")
     ap.add_argument("--threads", type=int, default=1,
                     help="the service's torch threads (default %(default)s)")
+    ap.add_argument("--runtimes", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"],
+                    help="what scores in the service, each timed in turn (default: both)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if (args.run is None) != (args.warehouse is None):
@@ -218,43 +226,46 @@ def main() -> None:
     rows = last_day_rows(table)
     rng = np.random.default_rng(0)
     warm = bodies(rows, WARM_BODIES, args.candidates, rng)
-    cold = bodies(rows, args.cold_requests, args.candidates, rng, nonce=f"zq{os.getpid()}t{time.time_ns()}")
 
     load = os.getloadavg()[0]
-    proc, host, port = start_service(run, warehouse, schema, args.threads, args.candidates)
-    results = []
-    try:
-        client = Client(host, port)
-        for b in warm:  # untimed: the warm bodies' texts enter the service's tables
-            client.post(b)
-        times, wall, cpu = timed(client, proc.pid, [warm[k % len(warm)] for k in range(args.requests)])
-        results.append(summarise("warm", times, args.candidates, wall, cpu))
-        if cold:
-            times, wall, cpu = timed(client, proc.pid, cold)
-            results.append(summarise("cold", times, args.candidates, wall, cpu))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    steps = breakdown(run, warehouse, schema, args.threads, warm, args.candidates,
-                      repeats=max(1, args.requests // WARM_BODIES // 3))
+    results, steps = [], {}
+    for runtime in args.runtimes:
+        # new to this service and to the disk cache the previous one filled
+        cold = bodies(rows, args.cold_requests, args.candidates, rng, nonce=f"zq{os.getpid()}t{time.time_ns()}")
+        proc, host, port = start_service(run, warehouse, schema, args.threads, args.candidates, runtime)
+        try:
+            client = Client(host, port)
+            for b in warm:  # untimed: the warm bodies' texts enter the service's tables
+                client.post(b)
+            times, wall, cpu = timed(client, proc.pid, [warm[k % len(warm)] for k in range(args.requests)])
+            results.append(summarise(f"{runtime} warm", times, args.candidates, wall, cpu))
+            if cold:
+                times, wall, cpu = timed(client, proc.pid, cold)
+                results.append(summarise(f"{runtime} cold", times, args.candidates, wall, cpu))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        steps[runtime] = breakdown(run, warehouse, schema, args.threads, warm, args.candidates,
+                                   repeats=max(1, args.requests // WARM_BODIES // 3), runtime=runtime)
 
     print(f"\n1 user x {args.candidates} candidates, service on 1 process with {args.threads} "
           "torch thread(s), "
           f"one request at a time; load average at start {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'case':<6} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'service CPU ms':>15} "
+    print(f"{'case':<11} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'service CPU ms':>15} "
           f"{'req/s':>7} {'cand/s':>8}")
     for r in results:
-        print(f"{r['case']:<6} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+        print(f"{r['case']:<11} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r['mean_ms']:>8.1f} "
               f"{r['service_cpu_ms']:>15.1f} {r['req_per_s']:>7.1f} {r['candidates_per_s']:>8,.0f}")
     print("(service CPU ms: CPU time the service process spent per request, all its threads; on a busy "
           "machine latency exceeds it by the time the service waits for a CPU)")
-    print("\nwarm request, step by step in this process (median ms):")
-    print(f"  {'step':<24} {'wall':>7} {'CPU':>7}")
-    for k, v in steps.items():
-        print(f"  {k:<24} {v['wall_ms']:7.2f} {v['cpu_ms']:7.2f}")
-    print(f"  {'sum':<24} {sum(v['wall_ms'] for v in steps.values()):7.2f} "
-          f"{sum(v['cpu_ms'] for v in steps.values()):7.2f}  (the rest of a request: HTTP, ASGI, JSON out)")
+    for runtime, by_step in steps.items():
+        print(f"\nwarm request with the {runtime} runtime, step by step in this process (median ms):")
+        print(f"  {'step':<24} {'wall':>7} {'CPU':>7}")
+        for k, v in by_step.items():
+            print(f"  {k:<24} {v['wall_ms']:7.2f} {v['cpu_ms']:7.2f}")
+        print(f"  {'sum':<24} {sum(v['wall_ms'] for v in by_step.values()):7.2f} "
+              f"{sum(v['cpu_ms'] for v in by_step.values()):7.2f}  (the rest: HTTP, ASGI, JSON out)")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "steps_ms": steps, "load_average": load,
                                          "threads": args.threads, "candidates": args.candidates}, indent=2))

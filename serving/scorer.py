@@ -27,6 +27,7 @@ from m2ctr.schema import (
 )
 from trainer.train import Run, load_run, score, to_model
 
+from .server import DEFAULT_MAX_TEXTS
 from .snapshot import Snapshot
 
 ITEM_FIELDS = ("item_id", "scene", *ITEM_TEXT_COLUMNS, *DEEP_FEATURES)
@@ -38,9 +39,15 @@ class ScoringError(ValueError):
 
 
 class Scorer:
-    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None, onnx: Path | None = None):
+    def __init__(self, run_dir: str | Path, snapshot: Snapshot, run: Run | None = None, onnx: Path | None = None,
+                 max_texts: int = DEFAULT_MAX_TEXTS):
         self.run_dir = Path(run_dir)
         self.run = run or load_run(self.run_dir)
+        # texts met while serving are kept for the next request, up to max_texts per side beyond
+        # the run's own (least recently used dropped first), so a long-running service holds its memory
+        self.max_texts = max_texts
+        if self.run.features.featurizer is not None:
+            self.run.features.featurizer.pin()
         # runtime "onnx": the exported graph scores (calibration inside it); else the torch model
         self.onnx = None
         if onnx is not None:
@@ -99,10 +106,20 @@ class Scorer:
             else:
                 rows = score(self.run.model, [arrays], self.run.features, self.run.device)
                 p = self.run.calibration(rows["probability"], rows["scene"])
+            if self.run.features.featurizer is not None:
+                self.run.features.featurizer.trim(self.max_texts)
         if not np.isfinite(p).all():  # JSON would carry it as null: say so instead
             bad = np.flatnonzero(~np.isfinite(p))[:5].tolist()
             raise RuntimeError(f"non-finite score for item(s) at {bad}: check the snapshot and the run")
         return p.tolist()
+
+    def content_tables(self) -> dict | None:
+        """Size, bound and hit rate of the text tables, per side (None: the run reads no text)."""
+        featurizer = self.run.features.featurizer
+        if featurizer is None:
+            return None
+        with self.lock:
+            return {"max_added_texts": self.max_texts, **featurizer.table_stats()}
 
     def inputs(self) -> dict:
         """What the model reads, for GET /metadata."""

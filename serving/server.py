@@ -22,6 +22,7 @@ DEFAULT_PORT = 8000
 DEFAULT_TOKEN_ENV = "M2CTR_SERVE_TOKEN"
 DEFAULT_MAX_CANDIDATES = 1000
 DEFAULT_MAX_BODY_BYTES = 4 << 20
+DEFAULT_MAX_TEXTS = 200_000
 
 
 def default_warehouse() -> str:
@@ -52,7 +53,8 @@ def onnx_graph(run_dir: Path, onnx_dir: str | Path | None) -> Path:
 
 
 def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *, schema: str | None = None,
-                threads: int | None = None, runtime: str = "torch", onnx_dir: str | Path | None = None):
+                threads: int | None = None, runtime: str = "torch", onnx_dir: str | Path | None = None,
+                max_texts: int = DEFAULT_MAX_TEXTS):
     """The run and the snapshot, loaded; the model warmed up by one request. With runtime "onnx" the
     run's exported graph scores through onnxruntime (`onnx_dir`, else exported at start-up)."""
     if runtime not in RUNTIMES:
@@ -75,7 +77,7 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
         torch.set_num_threads(threads)
     snapshot = Snapshot(warehouse_dir or default_warehouse(), schema or default_schema())
     graph = onnx_graph(Path(run_dir), onnx_dir) if runtime == "onnx" else None
-    scorer = Scorer(run_dir, snapshot, run, onnx=graph)
+    scorer = Scorer(run_dir, snapshot, run, onnx=graph, max_texts=max_texts)
     # The first call pays for lazy initialisation (kernels, the text tables), not the first user.
     scorer.score(User(user_id="warm-up", **dict.fromkeys(USER_TEXT_COLUMNS, "")),
                  [Item(item_id="warm-up", scene=run.prep.scenes[0], **dict.fromkeys(ITEM_TEXT_COLUMNS, ""))])
@@ -84,14 +86,15 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
 
 def build_app(run_dir: str | Path, warehouse_dir: str | Path | None = None, *, schema: str | None = None,
               threads: int | None = None, token: str | None = None, runtime: str = "torch",
-              onnx_dir: str | Path | None = None,
+              onnx_dir: str | Path | None = None, max_texts: int = DEFAULT_MAX_TEXTS,
               max_candidates: int = DEFAULT_MAX_CANDIDATES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
     """The ready ASGI app (see app.create_app)."""
     from .app import create_app
 
     if max_candidates < 1 or max_body_bytes < 1:
         raise TrainerError("--max-candidates and --max-body-bytes must be at least 1")
-    scorer = load_scorer(run_dir, warehouse_dir, schema=schema, threads=threads, runtime=runtime, onnx_dir=onnx_dir)
+    scorer = load_scorer(run_dir, warehouse_dir, schema=schema, threads=threads, runtime=runtime, onnx_dir=onnx_dir,
+                         max_texts=max_texts)
     return create_app(scorer, token=token, max_candidates=max_candidates, max_body_bytes=max_body_bytes)
 
 
@@ -114,7 +117,7 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
           port: int = DEFAULT_PORT, *, schema: str | None = None, threads: int | None = None,
           token_env: str = DEFAULT_TOKEN_ENV, max_candidates: int = DEFAULT_MAX_CANDIDATES,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str = "info", runtime: str = "torch",
-          onnx_dir: str | Path | None = None) -> None:
+          onnx_dir: str | Path | None = None, max_texts: int = DEFAULT_MAX_TEXTS) -> None:
     """Serve until interrupted. The bearer token, if any, is read from the environment variable
     `token_env` (empty or unset: no token)."""
     import uvicorn
@@ -122,7 +125,7 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
     token = os.environ.get(token_env) or None
     sock = bind(host, port)  # before loading: a taken port fails in a second, not after the load
     app = build_app(run_dir, warehouse_dir, schema=schema, threads=threads, token=token, runtime=runtime,
-                    onnx_dir=onnx_dir,
+                    onnx_dir=onnx_dir, max_texts=max_texts,
                     max_candidates=max_candidates, max_body_bytes=max_body_bytes)
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"serving {run_dir} on http://{bound_host}:{bound_port} "
@@ -160,6 +163,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", metavar="DIR", default=None,
                    help="with --runtime onnx: a directory written by `trainer export` "
                    "(default: export the run at start-up)")
+    p.add_argument("--max-texts", type=positive, default=DEFAULT_MAX_TEXTS,
+                   help="texts met while serving kept per side (user, item) beyond the run's own; the least "
+                   "recently used go first (default %(default)s)")
     p.add_argument("--max-candidates", type=positive, default=DEFAULT_MAX_CANDIDATES,
                    help="most items per request; more is a 422 (default %(default)s)")
     p.add_argument("--max-body-bytes", type=positive, default=DEFAULT_MAX_BODY_BYTES,
@@ -174,7 +180,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     serve(args.run_dir, args.warehouse, args.host, args.port, schema=args.schema, threads=args.threads,
           token_env=args.token_env, max_candidates=args.max_candidates, max_body_bytes=args.max_body_bytes,
-          runtime=args.runtime, onnx_dir=args.onnx,
+          runtime=args.runtime, onnx_dir=args.onnx, max_texts=args.max_texts,
           log_level=args.log_level)
 
 

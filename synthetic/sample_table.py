@@ -48,14 +48,18 @@ def _sigmoid(x):
 def make_samples(
     rows_per_day: int = 3000, days: int = 6, seed: int = 0, start: str = "2024-03-01",
     n_scenes: int = 5, new_share: float = 0.25, topic_effect: float = 0.0, topic_affinity: float = 0.0,
+    arrivals_from: int = 1,
 ) -> tuple[list[pa.Table], np.ndarray]:
-    """One Arrow table per day (without the `date` partition column) and the true click probabilities."""
+    """One Arrow table per day (without the `date` partition column) and the true click probabilities.
+    New users and items arrive on every day from `arrivals_from` on (`new_share` of the initial
+    population a day)."""
     rng = np.random.default_rng(seed)
     n_users = max(rows_per_day // 3, 50)
     n_items = max(rows_per_day // 8, 30)
     # ids born on day 0 form the initial population; each later day adds fresh ones
-    user_birth = np.concatenate([np.zeros(n_users, int)] + [np.full(int(n_users * new_share), d) for d in range(1, days)])
-    item_birth = np.concatenate([np.zeros(n_items, int)] + [np.full(int(n_items * new_share), d) for d in range(1, days)])
+    arrivals = range(max(arrivals_from, 1), days)
+    user_birth = np.concatenate([np.zeros(n_users, int)] + [np.full(int(n_users * new_share), d) for d in arrivals])
+    item_birth = np.concatenate([np.zeros(n_items, int)] + [np.full(int(n_items * new_share), d) for d in arrivals])
     user_eff = rng.normal(0, 0.9, len(user_birth))
     item_eff = rng.normal(0, 0.9, len(item_birth))
     item_scene = rng.integers(0, n_scenes, len(item_birth))

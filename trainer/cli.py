@@ -99,6 +99,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
+    opt("init_from", "daily refresh: start from this run's weights, vocabularies and content tables and "
+        "train only on the days after its training days (ids new since then take the unseen path until "
+        "the next full fit)", metavar="RUN_DIR")
+    opt("replay_days", "with --init-from, also train on this many of the earlier run's last training days",
+        type=int)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")

@@ -1,11 +1,13 @@
 """Cold-start simulation: training rows shown as if their user or item were new.
 
 DropoutNet (Volkovs et al., NeurIPS 2017): with probability `p_user` (`p_item`), independently per
-training row and side, the row's id takes the new-id row (`trainer.data.NEW_ID`) and its
-point-in-time cold signal says "no history"; with `mask_history`, the side's history features (and
-the pair's, which a new user or item cannot have) take the values a row without history has in its
-scene. The content side is left as it is, so the content tower and the gate learn to carry rows
-whose ids say nothing, which is what every new item at test time is.
+training row and side, the row's id takes the new-id row (`trainer.data.NEW_ID`). With
+`mask_history`, the row shows a side without any history: its point-in-time cold signal says "no
+history" and the side's history features (and the pair's, which a new user or item cannot have)
+take the values a row without history has in its scene. Without it, the row keeps its history and
+its cold signal, as a test row of an item first seen after the training days has them (most test
+rows of items unknown to the model are such rows). The content side is left as it is, so the
+content tower and the gate learn to carry rows whose ids say nothing.
 
 It is applied in one place, to the batches of a training epoch (`trainer.train.epoch_batches`):
 validation, test, `predict` and serving batches are built by `Features` alone and never pass here.
@@ -53,7 +55,8 @@ class ColdStartSimulation:
             p = self.p_user if side == "user" else self.p_item
             dropped[side] = rng.random(n) < p
             out["ids"][dropped[side], k] = NEW_ID
-            out[HISTORY_KEYS[side]] = np.where(dropped[side], ZERO, arrays[HISTORY_KEYS[side]])
+            if self.mask_history:
+                out[HISTORY_KEYS[side]] = np.where(dropped[side], ZERO, arrays[HISTORY_KEYS[side]])
         if self.mask_history:
             dropped["pair"] = dropped["user"] | dropped["item"]
             empty = prep.no_history(arrays["scene"])

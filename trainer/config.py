@@ -39,6 +39,10 @@ class FitConfig:
     scene_weights: str = "none"
     # per-scene calibration fitted on the validation days (trainer/calibration.py)
     calibration: str = "auto"
+    # -- daily refresh: start from an earlier run (its weights, vocabularies, preprocessing and
+    # content tables) and train on the days after its training days plus `replay_days` of them
+    init_from: str | None = None
+    replay_days: int = 2
     # -- hardware
     device: str = "auto"
     threads: int | None = None

@@ -155,10 +155,11 @@ class Preprocessor:
     `max_vocab` of the most frequent); every other id, including ids first seen at validation or
     test time, is hashed into one of `hash_buckets` shared rows after the vocabulary.
 
-    With `new_ids` on, an id that has no history as of its row's day (point-in-time bucket zero)
-    reads row 0 instead, one learned "new id" row per field: a training row on an item's first day
-    then meets the id input a new item meets at test time, rather than an embedding trained on that
-    very row, and the cold-start simulation (trainer.coldstart) sends its dropped ids there too.
+    With `new_ids` on, an id the model cannot know reads row 0 instead, one learned "new id" row
+    per field: an id without history as of its row's day (point-in-time bucket zero) and an id
+    never seen on the training days. A training row on an item's first day then meets the id input
+    a new item meets at test time, rather than an embedding trained on that very row, and the
+    cold-start simulation (trainer.coldstart) sends its dropped ids there too.
     """
 
     def __init__(self, state: dict, vocab: dict[str, list[str]], counts: dict[str, tuple[list, list]]):
@@ -291,10 +292,11 @@ class Preprocessor:
             raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
         ids = {f: _strings(batch.column(f)) for f in ID_COLUMNS}
         hist = {side: history_bucket(batch, side) for side in HISTORY_KEYS}
+        train_counts = {f: self.train_count(f, ids[f]) for f in ID_COLUMNS}
         encoded = np.stack([self.encode_ids(f, ids[f]) for f in ID_COLUMNS], axis=1)
         if self.new_ids:
-            for k, side in enumerate(HISTORY_KEYS):
-                encoded[hist[side] == ZERO, k] = NEW_ID
+            for k, (f, side) in enumerate(zip(ID_COLUMNS, HISTORY_KEYS)):
+                encoded[(hist[side] == ZERO) | (train_counts[f] == 0), k] = NEW_ID
         return {
             "ids": encoded,
             "dense": x.astype(np.float32, copy=False),
@@ -302,8 +304,8 @@ class Preprocessor:
             "label": _numpy(batch.column("label"), 0, np.float32),
             # the model's point-in-time cold signal, and the evaluation buckets beside it
             **{HISTORY_KEYS[side]: b for side, b in hist.items()},
-            "cold_user": cold_bucket(self.train_count("user_id", ids["user_id"])),
-            "cold_item": cold_bucket(self.train_count("item_id", ids["item_id"])),
+            "cold_user": cold_bucket(train_counts["user_id"]),
+            "cold_item": cold_bucket(train_counts["item_id"]),
             # GAUC groups by the user (hash buckets would merge users); a 64-bit key is enough
             "user_key": stable_hash(ids["user_id"]).view(np.int64),
         }

@@ -182,6 +182,12 @@ class Prepared:
     threads: int
     world: distributed.World = field(default_factory=distributed.World)
     simulation: ColdStartSimulation = field(default_factory=ColdStartSimulation)
+    parent: Run | None = None  # the run a daily refresh starts from
+    refresh_rows: int | None = None  # its training rows (the preprocessing counts the earlier run's)
+
+    @property
+    def n_train_rows(self) -> int:
+        return self.prep.state["n_train_rows"] if self.refresh_rows is None else self.refresh_rows
 
 
 def content_config(cfg: FitConfig, uses_text: bool) -> TextConfig | None:
@@ -215,6 +221,8 @@ def prepare(cfg: FitConfig) -> Prepared:
     simulation = simulation_config(cfg)
     table = Table(cfg.table, need_text=content is not None)
     split = split_days(table.days, cfg.val_days, cfg.test_days)
+    if cfg.init_from:
+        return prepare_refresh(cfg, table, split, device, threads, world, simulation)
     # the content side's runs (and every simulated one) read the point-in-time cold signals and
     # give ids without history the learned new-id row
     cold_signals = content is not None or simulation.on
@@ -241,6 +249,28 @@ def prepare(cfg: FitConfig) -> Prepared:
         "cold_signals": cold_signals,
     }
     return Prepared(table, split, prep, Features(prep, featurizer), spec, device, threads, world, simulation)
+
+
+def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: int, world, simulation) -> Prepared:
+    """A daily refresh: the earlier run's preprocessing, vocabularies, content side and weights, trained
+    on the training days after its own plus its last `replay_days` training days. Nothing is refitted,
+    so ids and tokens new since then take the unseen path until the next full fit."""
+    parent = load_run(Path(cfg.init_from), str(device))
+    torch.set_num_threads(threads)  # load_run set the earlier run's count
+    if parent.cfg["model"] != cfg.model:
+        raise TrainerError(f"--init-from {cfg.init_from} is a {parent.cfg['model']} run, not {cfg.model}")
+    if cfg.replay_days < 0:
+        raise TrainerError("--replay-days must be 0 or more")
+    before = parent.cfg["split"]["train_days"]
+    new = [d for d in split["train_days"] if d > before[-1]]
+    if not new:
+        raise TrainerError(f"nothing to refresh on: the table's training days end on {split['train_days'][-1]}, "
+                           f"and {cfg.init_from} was trained up to {before[-1]}")
+    replay = [d for d in before if d in split["train_days"]][-cfg.replay_days:] if cfg.replay_days else []
+    split = {**split, "train_days": replay + new}
+    rows = sum(b.num_rows for b in table.batches(split["train_days"], ["label"]))
+    return Prepared(table, split, parent.prep, parent.features, parent.cfg["spec"], device, threads, world,
+                    simulation, parent, rows)
 
 
 # ---------------------------------------------------------------------------- fit, step 2: build
@@ -309,7 +339,7 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
     best_auc, best_state, best_epoch, history = float("-inf"), None, -1, []
     for epoch in range(cfg.epochs):
         model.train()
-        bar = tqdm(total=p.prep.state["n_train_rows"] // w.size, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(total=p.n_train_rows // w.size, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="row", unit_scale=True, file=sys.stderr, mininterval=1.0, disable=quiet)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, arrays in enumerate(epoch_batches(p, cfg, epoch)):
@@ -351,11 +381,12 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
     return {
         "config": cfg.to_dict(),
         "model": cfg.model,
-        "hparams": getattr(model, "hparams", dict(cfg.hp)),
+        "hparams": p.parent.cfg["hparams"] if p.parent is not None else getattr(model, "hparams", dict(cfg.hp)),
         "spec": p.spec,
         "content": p.features.featurizer.cfg.__dict__ if p.features.featurizer is not None else None,
         "cold_start_simulation": dataclasses.asdict(p.simulation),
         "split": p.split,
+        "parent": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
         "table": str(Path(cfg.table).resolve()),
         "warehouse": warehouse_record(cfg.table),
         "threads": p.threads,
@@ -382,7 +413,7 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
     through: a method name fits one on the validation rows, a Calibration is applied as it is. The
     per-row scores, calibrated and raw, go to `run`."""
     result = {"model": model_name,
-              "split": {**p.split, "rows": {"train": p.prep.state["n_train_rows"]}}}
+              "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
     for part in ("val", "test"):
         parts[part] = rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
@@ -421,7 +452,7 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
     """Train, then write the run; under data parallelism every rank trains and scores, rank 0 writes."""
     n_params = sum(q.numel() for q in model.parameters())
     if p.world.is_main:
-        print(f"{cfg.model}: train {p.prep.state['n_train_rows']:,} rows ({', '.join(p.split['train_days'])}); "
+        print(f"{cfg.model}: train {p.n_train_rows:,} rows ({', '.join(p.split['train_days'])}); "
               f"{n_params:,} parameters on {p.device}"
               + (f", {p.world.size} processes" if p.world.parallel else ""), file=sys.stderr)
     writing = RunDir.create(out) if p.world.is_main else contextlib.nullcontext(None)
@@ -453,7 +484,7 @@ def fit(cfg: FitConfig) -> Path:
     out = Path(p.world.broadcast(cfg.out or f"runs/{cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"))
     if out.exists():
         raise TrainerError(f"run directory {out} already exists; choose another --out")
-    model = build(cfg, p.spec).to(p.device)
+    model = (p.parent.model if p.parent is not None else build(cfg, p.spec)).to(p.device)
     return train_and_write(cfg, p, model, out)
 
 

@@ -6,7 +6,8 @@
                      fb_user, fb_item, fb_user * fb_item, cos(fb_user, fb_item),
                      topic_user, topic_item, topic_user * topic_item, cos(...), cold buckets]
     content_logit = one small MLP per scene over `content`             [B, S]
-    alpha         = sigmoid(gate(content) + cold_bias[hist_user, hist_item])   [B, S], in (0, 1)
+    alpha         = sigmoid(gate(content) + cold_bias[hist_user, hist_item]
+                            + new_bias[user id new, item id new])      [B, S], in (0, 1)
     logit         = (1 - alpha) * mmoe_logit + alpha * content_logit   (mix="convex")
                   = mmoe_logit + alpha * content_logit                 (mix="residual")
 
@@ -22,7 +23,8 @@ starts at `gate_bias` (alpha about 0.12 at -2), so the model starts as its backb
 toward the content only where that lowers the loss. The cold buckets (zero / few / warm: the
 row's own user's and item's impressions before its day, `hist_user` / `hist_item`) say how far the
 id features can be trusted; the gate reads them twice, through the content input and directly as a
-learned bias on alpha's logit per (user bucket, item bucket, scene), so "this item is new" moves
+learned bias on alpha's logit per (user bucket, item bucket, scene), and as directly whether each
+id took the new-id row (an id the model cannot know, trainer.data), so "this item is new" moves
 alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
 simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
 they are at test time. `forward` also returns each row's alpha for its own scene, which the
@@ -45,6 +47,7 @@ from torch import nn
 
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
+from ..data import NEW_ID
 from .layers import InputSpec, TokenPooling, chosen_hyperparameters, hyperparameters, mlp, towers
 from .mmoe import MMoE
 
@@ -56,8 +59,10 @@ MIXES = ("convex", "residual")
 
 class Fusion(nn.Module):
     uses_text = True
-    # the cold-start simulation a fit uses unless told otherwise (trainer.coldstart)
-    cold_start: ClassVar[dict] = {"p_user": 0.0, "p_item": 0.0, "mask_history": False}
+    # The cold-start simulation a fit uses unless told otherwise (trainer.coldstart), chosen on the
+    # demo sample's validation day (README, "Cold start"): of p_user/p_item 0/0, 0.1/0.2 and
+    # 0.2/0.5, with and without masked history, 0.1/0.2 with masked history scored best.
+    cold_start: ClassVar[dict] = {"p_user": 0.1, "p_item": 0.2, "mask_history": True}
 
     def __init__(self, spec: InputSpec, *,
                  # the MMoE backbone's
@@ -66,7 +71,7 @@ class Fusion(nn.Module):
                  # the content tower and the gate
                  content_dims: Sequence[int] = (64, 32), gate_dims: Sequence[int] = (32,), cold_dim: int = 4,
                  token_dim: int = 16, backbone_text: bool = False, content_dropout: float = 0.0,
-                 gate_bias: float = -2.0, mix: str = "convex"):
+                 gate_bias: float = -2.0, mix: str = "convex", content_cold: bool = True):
         super().__init__()
         self.hparams = hp = chosen_hyperparameters(self, locals())
         if mix not in MIXES:
@@ -87,11 +92,15 @@ class Fusion(nn.Module):
         # dense parameters, not embedding tables: every row reads them, so they take the dense rate
         self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), cold_dim) * 0.05)
         self.cold_bias = nn.Parameter(torch.zeros(len(COLD_BUCKETS), len(COLD_BUCKETS), self.n_scenes))
-        d_content = ((self.tokens.out_dim if self.tokens else 0)
-                     + sum(blocks[b] for b in self.vector_blocks)
-                     + sum(blocks[u] + 1 for u, _ in self.pairs)  # product and cosine
-                     + len(COLD_KEYS) * cold_dim)
-        self.content = towers(self.n_scenes, d_content, list(content_dims))
+        self.new_bias = nn.Parameter(torch.zeros(2, 2, self.n_scenes))
+        self.d_text = ((self.tokens.out_dim if self.tokens else 0)
+                       + sum(blocks[b] for b in self.vector_blocks)
+                       + sum(blocks[u] + 1 for u, _ in self.pairs))  # product and cosine
+        d_content = self.d_text + len(COLD_KEYS) * cold_dim
+        # content_cold=False: the tower reads the text alone, so only alpha can say how far the
+        # text is to be trusted for a row of a given cold state
+        self.content = towers(self.n_scenes, d_content if content_cold else self.d_text,
+                              list(content_dims))
         self.gate = mlp(d_content, list(gate_dims), out=self.n_scenes)
         nn.init.constant_(self.gate[-1].bias, gate_bias)
 
@@ -108,8 +117,11 @@ class Fusion(nn.Module):
     def forward(self, batch):
         mmoe_logit = self.backbone(batch)                                   # [B, S]
         content = self.dropout(self.content_input(batch))                   # [B, d_content]
-        content_logit = self.content.shared(content).squeeze(-1)            # [B, S]
-        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]])
+        tower_input = content if self.hparams["content_cold"] else content[:, : self.d_text]
+        content_logit = self.content.shared(tower_input).squeeze(-1)        # [B, S]
+        new = (batch["ids"] == NEW_ID).long()                              # [B, 2] ids the model cannot know
+        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
+                              + self.new_bias[new[:, 0], new[:, 1]])
         base = mmoe_logit if self.hparams["mix"] == "residual" else (1 - alpha) * mmoe_logit
         logits = base + alpha * content_logit
         own_alpha = alpha.gather(1, batch["scene"].view(-1, 1)).squeeze(1)  # [B]

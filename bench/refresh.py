@@ -1,0 +1,103 @@
+"""Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
+
+    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--replay-days 2] [--epochs 2]
+
+For each of the last --days days D of the table, both see the table as it stood on D (its days up to
+D; validation D-1, test D):
+  full     `fit MODEL` from scratch on every training day;
+  refresh  `fit MODEL --init-from <yesterday's run>` on the new training day plus --replay-days
+           earlier ones; the first refresh starts from the full fit of the day before the window.
+Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from trainer.cli import main as trainer
+
+
+def table_as_of(table: Path, day: str, root: Path) -> Path:
+    """The table's partitions up to `day`, linked into a directory of their own."""
+    out = root / f"as-of-{day}"
+    out.mkdir(parents=True)
+    for part in sorted(table.glob("date=*")):
+        if part.name.removeprefix("date=") <= day:
+            (out / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    return out
+
+
+def fit(args: list[str]) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    if trainer(["fit", *args]) != 0:
+        raise SystemExit(f"error: fit {' '.join(args)} failed")
+    out = Path(args[args.index("--out") + 1])
+    return time.perf_counter() - t0, json.loads((out / "metrics.json").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", type=Path, help="training_samples directory (default: a sample table)")
+    ap.add_argument("--rows-per-day", type=int, default=5000, help="sample table size (default %(default)s)")
+    ap.add_argument("--model", default="fusion", help="model to fit (default %(default)s)")
+    ap.add_argument("--days", type=int, default=4, help="days refreshed (default %(default)s)")
+    ap.add_argument("--replay-days", type=int, default=2, help="earlier days replayed (default %(default)s)")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of every fit (default %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
+    table = args.table
+    if table is None:
+        from synthetic.sample_table import write_sample_table
+
+        table = write_sample_table(tmp / "table", rows_per_day=args.rows_per_day, days=10, seed=1)
+    days = sorted(p.name.removeprefix("date=") for p in table.glob("date=*"))
+    if len(days) < args.days + 4:
+        raise SystemExit(f"error: {len(days)} days in {table}; need --days + 4")
+    common = ["--epochs", str(args.epochs), "--threads", str(args.threads), "--quiet",
+              "--cache-dir", str(tmp / "cache")]
+    load = os.getloadavg()[0]
+    start = days[-args.days - 1]
+    _, _ = fit([args.model, "--table", str(table_as_of(table, start, tmp / "tables")),
+                "--out", str(tmp / f"full-{start}"), *common])
+    previous = tmp / f"full-{start}"
+    rows = []
+    for day in days[-args.days:]:
+        view = table_as_of(table, day, tmp / "tables")
+        full_s, full = fit([args.model, "--table", str(view), "--out", str(tmp / f"full-{day}"), *common])
+        ref_s, ref = fit([args.model, "--table", str(view), "--out", str(tmp / f"refresh-{day}"),
+                          "--init-from", str(previous), "--replay-days", str(args.replay_days), *common])
+        previous = tmp / f"refresh-{day}"
+        rows.append({"day": day, "full_auc": full["test"]["auc"], "refresh_auc": ref["test"]["auc"],
+                     "full_s": full_s, "refresh_s": ref_s,
+                     "full_train_rows": full["split"]["rows"]["train"],
+                     "refresh_train_rows": ref["split"]["rows"]["train"]})
+        print(f"{day}: full AUC {full['test']['auc']:.4f} in {full_s:.0f} s; "
+              f"refresh {ref['test']['auc']:.4f} in {ref_s:.0f} s", file=sys.stderr)
+
+    print(f"\n{args.model}, {args.epochs} epochs, replay {args.replay_days} days, {args.threads} threads; "
+          f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'full s':>7} {'refresh s':>10} "
+          f"{'time ratio':>11}")
+    for r in rows:
+        print(f"{r['day']:<11} {r['full_auc']:>9.4f} {r['refresh_auc']:>12.4f} "
+              f"{r['refresh_auc'] - r['full_auc']:>+8.4f} {r['full_s']:>7.0f} {r['refresh_s']:>10.0f} "
+              f"{r['refresh_s'] / r['full_s']:>11.2f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "load_average": load, **vars(args)}, default=str, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""How the text encoders run: one pooled forward pass per backend, all from the same weights.
+
+A runner maps token ids and an attention mask to one pooled float32 vector per text; the static
+backend maps texts to vectors directly. `encode_sorted` feeds a runner length-sorted batches
+padded only to their own longest text, so short texts do not pay for long ones.
+
+Exported (ONNX, int8) and distilled (static) models are made once, on first use, from the local
+weights with nothing downloaded, and kept in `artifact_dir()`; a lock file lets concurrent
+processes wait for the one making them instead of making them twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "static")
+DEFAULT_BACKEND = "torch"
+# The median cosine to torch float32 each backend is held to, for both encoders (tests/
+# test_backends.py; bench/embeddings.py measures the text encoder on English and Chinese text).
+# int8 keeps ~0.996 on the text encoder's layer mix and ~0.989 on the normalised last layer of
+# the sentence encoder. Static vectors keep only the direction each token has on its own: a
+# cheaper representation, not an approximation.
+STATED_COSINE = {"torch": 0.99999, "torch-bf16": 0.999, "onnx": 0.9999, "onnx-int8": 0.985,
+                 "openvino": 0.999, "openvino-int8": 0.985, "static": 0.3}
+# Texts are tokenised this many at a time, then sorted by token count within the chunk.
+TOKEN_CHUNK = 8192
+# Install hint for the backends whose packages are an optional extra.
+_EXTRA = "pip install 'm2ctr[fast]'"
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"encoder backend must be one of {BACKENDS}, got {name!r}")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is
+    emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def artifact_dir() -> Path:
+    return Path(os.environ.get("M2CTR_ENCODER_CACHE") or Path.home() / ".cache" / "m2ctr" / "encoders")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _import(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"this encoder backend needs {module.split('.')[0]}: {_EXTRA}") from e
+
+
+def pool_layers(hidden_states, pooling: str) -> torch.Tensor:
+    """The per-token layer mix a pooling averages: [batch, tokens, hidden]."""
+    if pooling == "last4-mean":
+        return torch.stack(hidden_states[-4:]).mean(0)
+    if pooling == "first-last-avg":
+        return (hidden_states[1] + hidden_states[-1]) / 2
+    return hidden_states[-1]
+
+
+def pool(hidden_states, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Mask-aware mean over tokens of a layer mix. `sentence`: the last layer, L2-normalised
+    (what a mean-pooling sentence-transformer computes)."""
+    layers = pool_layers(hidden_states, pooling)
+    m = mask.unsqueeze(-1).to(layers.dtype)
+    pooled = (layers * m).sum(1) / m.sum(1).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, dim=-1) if pooling == "sentence" else pooled
+
+
+class _Pooled(torch.nn.Module):
+    """The model and its pooling as one module: what the torch runner calls and ONNX exports."""
+
+    def __init__(self, model, pooling: str):
+        super().__init__()
+        self.model, self.pooling = model, pooling
+
+    def forward(self, input_ids, attention_mask):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return pool(out.hidden_states, attention_mask, self.pooling)
+
+
+def _tokenizer(name_or_path: str, is_local: bool):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, **({"local_files_only": True} if is_local else {}))
+
+
+def _load(name_or_path: str, is_local: bool):
+    from transformers import AutoModel
+
+    kwargs = {"local_files_only": True} if is_local else {}
+    return _tokenizer(name_or_path, is_local), AutoModel.from_pretrained(name_or_path, **kwargs).eval()
+
+
+def _check_sentence_model(name_or_path: str) -> None:
+    """Backends other than torch pool a sentence model themselves: only mean pooling is done."""
+    import json
+
+    root = Path(name_or_path)
+    config = root / "1_Pooling" / "config.json"
+    if not root.is_dir() or not config.is_file():
+        return  # a Hub name or a bare transformer: its mean pooling is the sentence-transformers default
+    modes = {k for k, v in json.loads(config.read_text()).items() if k.startswith("pooling_mode") and v}
+    if modes != {"pooling_mode_mean_tokens"}:
+        raise ValueError(f"sentence model {name_or_path} pools with {sorted(modes)}; backends other "
+                         "than torch run mean pooling only: use --encoder-backend torch")
+
+
+class _Runner:
+    tokenizer = None
+    dim: int
+    max_positions: int
+
+    def _shape(self, tokenizer, config) -> None:
+        self.tokenizer = tokenizer
+        self.dim = int(config.hidden_size)
+        self.max_positions = int(getattr(config, "max_position_embeddings", 512))
+
+
+class TorchRunner(_Runner):
+    def __init__(self, tokenizer, model, pooling: str, device: str, bf16: bool):
+        self._shape(tokenizer, model.config)
+        self.module = _Pooled(model.to(device), pooling)
+        self.device, self.bf16 = device, bf16
+
+    @torch.inference_mode()
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.module(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
+        return out.float().cpu().numpy()
+
+
+class OnnxRunner(_Runner):
+    """onnxruntime on CPU; one session per thread count, so `torch.set_num_threads` governs it too."""
+
+    def __init__(self, tokenizer, config, path: Path):
+        self._shape(tokenizer, config)
+        self.path, self._sessions = path, {}
+
+    def _session(self):
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            ort = _import("onnxruntime")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._sessions[threads] = ort.InferenceSession(str(self.path), options,
+                                                           providers=["CPUExecutionProvider"])
+        return self._sessions[threads]
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self._session().run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+class OpenVinoRunner(OnnxRunner):
+    """The same ONNX graph compiled by OpenVINO for the CPU."""
+
+    def _session(self):
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            ov = _import("openvino")
+            self._sessions[threads] = ov.Core().compile_model(
+                str(self.path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+        return self._sessions[threads]
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self._session()({"input_ids": ids, "attention_mask": mask})[0]
+
+
+class StaticRunner:
+    """Static token vectors: no transformer at run time. The pooled mean over a text's tokens is
+    kept, but each token brings the vector the model gives it when it stands alone (`_distil`,
+    the method of model2vec), and [CLS] and [SEP] their mean over the vocabulary."""
+
+    tokenizer = None
+
+    def __init__(self, tokenizer, path: Path, pooling: str):
+        self.words = tokenizer
+        self.vectors = np.load(path / "tokens.npy")
+        self.specials = np.load(path / "specials.npy")  # [CLS] + [SEP], summed
+        self.n_specials = 2
+        self.dim = int(self.vectors.shape[1])
+        self.normalise = pooling == "sentence"
+
+    def encode(self, texts: list[str], max_tokens: int) -> np.ndarray:
+        ids = self.words(texts, add_special_tokens=False, truncation=True, max_length=max(1, max_tokens - 2),
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(counts.sum()))
+        out = np.tile(self.specials, (len(texts), 1))
+        has = counts > 0
+        if has.any():
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
+            out[has] += np.add.reduceat(self.vectors[flat], starts, axis=0)
+        out /= (counts + self.n_specials)[:, None]
+        if self.normalise:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float32, copy=False)
+
+
+def _made_once(path: Path, make: Callable[[Path], None]) -> Path:
+    """`path`, made by `make(tmp)` the first time (by one process; others wait for it)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            tmp = path.parent / f".{path.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            make(tmp)
+            tmp.rename(path)
+    return path
+
+
+def _export_onnx(name_or_path: str, is_local: bool, pooling: str, out: Path) -> None:
+    import warnings
+
+    # A fresh copy: tracing for export changes the module it traces.
+    tokenizer, model = _load(name_or_path, is_local)
+    example = tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "vector": {0: "batch"}}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Pooled(model, pooling), (example["input_ids"], example["attention_mask"]),
+                          str(out), input_names=["input_ids", "attention_mask"], output_names=["vector"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def _quantise(source: Path, out: Path) -> None:
+    import logging
+
+    quantization = _import("onnxruntime.quantization")
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its preprocessing hint
+    # Per-channel int8 weights keep a cosine of ~0.996 to float32 where per-tensor ones give ~0.97.
+    quantization.quantize_dynamic(str(source), str(out), weight_type=quantization.QuantType.QInt8,
+                                  per_channel=True)
+
+
+@torch.inference_mode()
+def _distil(name_or_path: str, is_local: bool, pooling: str, out: Path, batch: int = 512) -> None:
+    """Every vocabulary token through the model once, as the text `[CLS] t [SEP]`: the token's
+    own position of the pooled layer mix, and [CLS] and [SEP] averaged over the vocabulary."""
+    tokenizer, model = _load(name_or_path, is_local)
+    n = len(tokenizer)
+    tokens = np.empty((n, model.config.hidden_size), dtype=np.float32)
+    specials = np.zeros(model.config.hidden_size, dtype=np.float64)
+    layers = "last" if pooling == "sentence" else pooling
+    for lo in tqdm(range(0, n, batch), desc="distil static vectors", unit="batch", leave=False):
+        ids = torch.tensor([[tokenizer.cls_token_id, t, tokenizer.sep_token_id] for t in range(lo, min(n, lo + batch))])
+        hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states
+        mix = pool_layers(hidden, layers)
+        tokens[lo:lo + len(ids)] = mix[:, 1].numpy()
+        specials += (mix[:, 0] + mix[:, 2]).sum(0).double().numpy()
+    out.mkdir()
+    np.save(out / "tokens.npy", tokens)
+    np.save(out / "specials.npy", (specials / n).astype(np.float32))
+
+
+@lru_cache(maxsize=8)
+def load_runner(name_or_path: str, is_local: bool, model_id: str, pooling: str, backend: str, device: str):
+    """One loaded runner per model, pooling, backend and device per process."""
+    check_backend(backend)
+    if pooling == "sentence" and backend != "torch":
+        _check_sentence_model(name_or_path)
+    if backend != "torch" and not is_local:
+        raise ValueError(f"encoder backend {backend!r} makes its model from a local copy; give "
+                         f"--text-model / --sentence-model as a directory (see README, offline models)")
+    home = artifact_dir() / _safe(model_id)
+    if backend == "static":
+        path = _made_once(home / f"{pooling}.static", lambda tmp: _distil(name_or_path, is_local, pooling, tmp))
+        return StaticRunner(_tokenizer(name_or_path, is_local), path, pooling)
+    tokenizer, model = _load(name_or_path, is_local)
+    if backend in ("torch", "torch-bf16"):
+        return TorchRunner(tokenizer, model, pooling, device, bf16=backend == "torch-bf16")
+    if device != "cpu":
+        raise ValueError(f"encoder backend {backend!r} runs on the CPU only; use torch or torch-bf16 on {device}")
+    onnx = _made_once(home / f"{pooling}.onnx", lambda tmp: _export_onnx(name_or_path, is_local, pooling, tmp))
+    if backend.endswith("-int8"):
+        onnx = _made_once(home / f"{pooling}.int8.onnx", lambda tmp: _quantise(onnx, tmp))
+    runner = OpenVinoRunner if backend.startswith("openvino") else OnnxRunner
+    return runner(tokenizer, model.config, onnx)
+
+
+def encode_sorted(runner, texts: list[str], max_tokens: int, batch_size: int, desc: str) -> np.ndarray:
+    """Vectors of `texts` in their order: tokenised a chunk at a time, sorted by token count,
+    batches padded to their own longest text (at most `max_tokens` and the model's limit)."""
+    out = np.empty((len(texts), runner.dim), dtype=np.float32)
+    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=len(texts) <= batch_size, leave=False)
+    with bar:
+        for lo in range(0, len(texts), TOKEN_CHUNK):
+            chunk = texts[lo:lo + TOKEN_CHUNK]
+            if runner.tokenizer is None:  # static vectors: no forward pass to batch
+                out[lo:lo + len(chunk)] = runner.encode(chunk, max_tokens)
+                bar.update(len(chunk))
+                continue
+            max_length = min(max_tokens, runner.max_positions)
+            ids = runner.tokenizer(chunk, truncation=True, max_length=max_length,
+                                   return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            order = np.argsort(lengths, kind="stable")
+            pad = runner.tokenizer.pad_token_id or 0
+            for start in range(0, len(chunk), batch_size):
+                idx = order[start:start + batch_size]
+                width = int(lengths[idx].max())
+                batch = np.full((len(idx), width), pad, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for r, i in enumerate(idx.tolist()):
+                    batch[r, :lengths[i]] = ids[i]
+                    mask[r, :lengths[i]] = 1
+                out[lo + idx] = runner(batch, mask)
+                bar.update(len(idx))
+    return out

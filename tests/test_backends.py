@@ -1,0 +1,104 @@
+"""Encoder backends: each loads offline from the bundled model and agrees with torch float32 to
+its stated cosine; the vector cache keeps each backend's vectors apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from embeddings.backends import BACKENDS, STATED_COSINE
+from embeddings.cache import CachedEncoder
+from embeddings.encoder import HFEncoder
+
+TEXTS = ["best sushi ramen deal today. sushi, ramen", "official certified espresso grinder",
+         "clearance generic laptop charger, usb", "精选机票酒店优惠. 机票，酒店", "护士处方药店奖励",
+         "年份梅洛霞多丽新品技巧. 梅洛, 霞多丽", "", "a", "coffee beans " * 30]
+
+
+@pytest.fixture(scope="module")
+def agreement(tmp_path_factory) -> dict:
+    """Every backend in a fresh process with the Hub switched off and an empty model cache:
+    median and lowest cosine to float32 for both encoders, and whether text i's vector is
+    nearest to its own float32 vector."""
+    tmp = tmp_path_factory.mktemp("backends")
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from embeddings.encoder import HFEncoder, SentenceEncoder
+        texts = {TEXTS!r}
+        out = {{}}
+        for name, cls in (("text", HFEncoder), ("sentence", SentenceEncoder)):
+            ref = cls(device="cpu", backend="torch").encode(texts)
+            for backend in {list(BACKENDS)!r}:
+                try:
+                    v = cls(device="cpu", backend=backend).encode(texts)
+                except ImportError as e:
+                    out[f"{{name}}/{{backend}}"] = {{"missing": str(e)}}
+                    continue
+                unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+                sims = unit(v) @ unit(ref).T
+                cos = np.diag(sims)
+                out[f"{{name}}/{{backend}}"] = {{"median": float(np.median(cos)), "min": float(cos.min()),
+                                                "own_nearest": float(np.mean(sims.argmax(1) == np.arange(len(texts)))),
+                                                "shape": list(v.shape)}}
+        print(json.dumps(out))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp / "hf"),
+           "M2CTR_ENCODER_CACHE": str(tmp / "encoders"), "HTTP_PROXY": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=False, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["_made"] = sorted(p.name for p in (tmp / "encoders").rglob("*") if p.parent.parent == tmp / "encoders")
+    return result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("encoder", ["text", "sentence"])
+def test_backend_loads_offline_and_agrees_with_float32(agreement, encoder, backend):
+    got = agreement[f"{encoder}/{backend}"]
+    if "missing" in got:
+        pytest.skip(got["missing"])  # an optional package of the fast extra is not installed
+    assert got["shape"] == [len(TEXTS), 384]
+    assert got["median"] >= STATED_COSINE[backend], got
+    # Every text's vector is still nearest to its own float32 vector among these texts.
+    assert got["own_nearest"] >= (0.5 if backend == "static" else 1.0), got
+
+
+def test_exported_models_are_made_once_and_kept(agreement):
+    made = agreement["_made"]
+    assert {"last4-mean.onnx", "last4-mean.int8.onnx", "sentence.onnx", "sentence.int8.onnx"} <= set(made), made
+
+
+def test_the_cache_never_mixes_vectors_of_two_backends(tmp_path, monkeypatch):
+    monkeypatch.setenv("M2CTR_ENCODER_CACHE", str(tmp_path / "encoders"))
+    texts = TEXTS[:5]
+    first = CachedEncoder(HFEncoder(device="cpu", backend="torch"), tmp_path / "cache")
+    torch_vectors = first.vectors(texts)
+    other = CachedEncoder(HFEncoder(device="cpu", backend="onnx-int8"), tmp_path / "cache")
+    int8_vectors = other.vectors(texts)
+    assert other.n_cache_hits == 0 and other.n_encoded == len(texts)  # torch's vectors not reused
+    assert not np.allclose(int8_vectors, torch_vectors, atol=1e-6)
+    np.testing.assert_allclose(int8_vectors, HFEncoder(device="cpu", backend="onnx-int8").encode(texts), atol=1e-6)
+    again = CachedEncoder(HFEncoder(device="cpu", backend="onnx-int8"), tmp_path / "cache")
+    np.testing.assert_array_equal(again.vectors(texts), int8_vectors)
+    assert again.n_cache_hits == len(texts) and again.n_encoded == 0
+    back = CachedEncoder(HFEncoder(device="cpu", backend="torch"), tmp_path / "cache")
+    np.testing.assert_array_equal(back.vectors(texts), torch_vectors)
+    for part in (tmp_path / "cache").rglob("part-*.parquet"):
+        table = pq.read_table(part)
+        assert len(set(table.column("backend").to_pylist())) == 1
+        assert part.parent.parent.name == table.column("backend")[0].as_py()
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="encoder backend must be one of"):
+        HFEncoder(device="cpu", backend="tensorrt")
