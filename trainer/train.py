@@ -510,7 +510,7 @@ class Run:
 def load_run(run_dir: Path, device_name: str | None = None) -> Run:
     rd = RunDir(run_dir)
     if not rd.file(rd.CONFIG).is_file() or not rd.has_weights():
-        raise TrainerError(f"{run_dir} is not a complete neural run directory ({rd.CONFIG}, {rd.WEIGHTS})")
+        raise TrainerError(f"{run_dir} is not a complete run directory ({rd.CONFIG}, {rd.WEIGHTS})")
     cfg = rd.config()
     if "spec" not in cfg:
         raise TrainerError(f"{run_dir} is a {cfg['model']} run, not a neural one: it has no model input spec")
