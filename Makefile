@@ -24,7 +24,10 @@ export TRANSFORMERS_OFFLINE ?= 1
 DEMO_LANG ?= en
 DEMO_SUFFIX := $(if $(filter en,$(DEMO_LANG)),,-$(DEMO_LANG))
 DEMO_RAW ?= $(CURDIR)/data/raw$(DEMO_SUFFIX)
-DEMO_WAREHOUSE ?= $(CTR_WAREHOUSE_DIR)$(DEMO_SUFFIX)
+# Expanded once here: the demo target exports it back as CTR_WAREHOUSE_DIR.
+ifeq ($(origin DEMO_WAREHOUSE),undefined)
+DEMO_WAREHOUSE := $(CTR_WAREHOUSE_DIR)$(DEMO_SUFFIX)
+endif
 DEMO_ROWS ?= 200000
 DEMO_DAYS ?= 14
 DEMO_SEED ?= 7

@@ -55,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from m2ctr.warehouse import DEFAULT_SCHEMA, TRAINING_SAMPLES, table_path
+
 STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
 FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "tokens-1t": ["mmoe", "--tokens"],
         "torchrun": ["mmoe", "--tokens"]}
@@ -171,7 +173,7 @@ class Size:
         self.dir = Path(a.data_dir) / (f"{rows}-{pop}" if pop else str(rows))
         self.raw = Path(a.raw) if a.raw else self.dir / "raw"
         self.warehouse = Path(a.warehouse) if a.warehouse else self.dir / "warehouse"
-        self.table = self.warehouse / "m2ctr.db" / "training_samples"
+        self.table = table_path(TRAINING_SAMPLES, self.warehouse, DEFAULT_SCHEMA)
         self.logs = self.dir / "logs"
 
     def result(self, step: str, m: Measured | None = None, **kw) -> Result:
@@ -221,7 +223,7 @@ class Size:
         cmd = [Path(sys.executable).parent / "dbt", "build", "--profiles-dir", ROOT,
                "--target-path", dbt_dir / "target", "--log-path", dbt_dir / "logs"]
         env = {"CTR_RAW_PATH": str(self.raw.resolve()), "CTR_WAREHOUSE_DIR": str(self.warehouse.resolve()),
-               "CTR_DBT_TARGET": "local", "CTR_SCHEMA": "m2ctr"}
+               "CTR_DBT_TARGET": "local", "CTR_SCHEMA": DEFAULT_SCHEMA}
         log = self.log("build")
         m = checked(run_measured(cmd, log, env=env, cwd=Path(self.a.project_dir)), log, "dbt build")
         rows = table_rows(self.table)
@@ -360,7 +362,7 @@ def encode_texts(argv: list[str]) -> int:
     from trainer.train import content_config
 
     torch.set_num_threads(a.threads)
-    cfg = FitConfig(model="fusion", table=a.table, cache_dir=a.cache_dir, threads=a.threads)
+    cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(cache_dir=a.cache_dir)
     t0 = time.perf_counter()
     table = Table(cfg.table, need_text=True)
     split = split_days(table.days, cfg.val_days, cfg.test_days)

@@ -3,7 +3,7 @@
     python bench/serving.py [--run RUN_DIR --warehouse DIR [--schema S] [--table DIR]]
                             [--candidates 100] [--requests 300] [--cold-requests 20] [--threads 1]
 
-Starts the real service (`python -m trainer.serving`, the code behind `trainer serve`) on a free
+Starts the real service (`python -m serving`, the code behind `trainer serve`) on a free
 port of 127.0.0.1 with `--threads` torch threads and no access log, and talks HTTP/1.1 to it over
 one keep-alive connection, one request at a time (latency, not concurrency), a bounded number of
 requests:
@@ -23,7 +23,7 @@ wall and CPU time, so the table says what bounds a request.
 Each runtime (--runtimes torch onnx) gets its own service, timed in turn.
 
 Without --run it makes its own: a synthetic.sample_table table (--rows-per-day x 6 days), a 1-epoch
-fusion run on it, and a snapshot as of its last day (trainer.serving.sample_snapshot). Request
+fusion run on it, and a snapshot as of its last day (tests/sample_snapshot.py). Request
 material (ids, texts, deep features) comes from the last day of --table (default: the run's table).
 """
 
@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from m2ctr.schema import DEEP_FEATURES, ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+from m2ctr.warehouse import DEFAULT_SCHEMA, schema_dir
 
 WARM_BODIES = 20
 
@@ -56,8 +57,8 @@ def make_run(root: Path, rows_per_day: int) -> tuple[Path, Path, Path]:
     from pyarrow import orc
 
     from synthetic.sample_table import write_sample_table
+    from tests.sample_snapshot import write_sample_snapshot
     from trainer.cli import main
-    from trainer.serving.sample_snapshot import write_sample_snapshot
 
     table = write_sample_table(root / "table", rows_per_day=rows_per_day, days=6, seed=1)
     run = root / "run"
@@ -67,7 +68,7 @@ def make_run(root: Path, rows_per_day: int) -> tuple[Path, Path, Path]:
         raise SystemExit("error: could not fit the benchmark run")
     last = max(table.glob("date=*"))
     write_sample_snapshot(orc.read_table(str(last / "part-0.orc")), last.name.removeprefix("date="),
-                          root / "warehouse" / "m2ctr.db", fill_unseen=True)
+                          schema_dir(root / "warehouse", DEFAULT_SCHEMA), fill_unseen=True)
     return run, root / "warehouse", table
 
 
@@ -115,7 +116,7 @@ class Client:
 
 
 def start_service(run: Path, warehouse: Path, schema: str, threads: int, candidates: int, runtime: str):
-    cmd = [sys.executable, "-m", "trainer.serving", str(run), "--warehouse", str(warehouse),
+    cmd = [sys.executable, "-m", "serving", str(run), "--warehouse", str(warehouse),
            "--schema", schema, "--port", "0", "--threads", str(threads), "--log-level", "warning",
            "--runtime", runtime,
            "--max-candidates", str(max(candidates, 1000))]
@@ -160,8 +161,8 @@ def summarise(name: str, seconds: list[float], candidates: int, wall: float, cpu
 def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[bytes], candidates: int,
               repeats: int, runtime: str) -> dict:
     """Median wall and CPU (this thread) milliseconds of each step of a warm request, in this process."""
-    from trainer.serving import load_scorer
-    from trainer.serving.payload import score_request
+    from serving import load_scorer
+    from serving.payload import score_request
     from trainer.train import score, to_model
 
     scorer = load_scorer(run, warehouse, schema=schema, threads=threads, runtime=runtime)
@@ -195,7 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, help="a run directory (default: fit a small fusion run)")
     ap.add_argument("--warehouse", type=Path, help="warehouse holding the snapshot (needed with --run)")
-    ap.add_argument("--schema", default="m2ctr", help="warehouse schema (default %(default)s)")
+    ap.add_argument("--schema", default=DEFAULT_SCHEMA, help="warehouse schema (default %(default)s)")
     ap.add_argument("--table", type=Path, help="training_samples to draw request material from "
                     "(default: the run's table)")
     ap.add_argument("--rows-per-day", type=int, default=5000, help="sample table size without --run "
@@ -216,10 +217,12 @@ def main() -> None:
     if args.run is None:
         print(f"fitting a fusion run on {args.rows_per_day:,} rows/day x 6 days ...", file=sys.stderr)
         run, warehouse, table = make_run(Path(tmp.name), args.rows_per_day)
-        schema = "m2ctr"
+        schema = DEFAULT_SCHEMA
     else:
+        from trainer.artifacts import RunDir
+
         run, warehouse, schema = args.run, args.warehouse, args.schema
-        table = args.table or Path(json.loads((run / "config.json").read_text())["table"])
+        table = args.table or Path(RunDir(run).config()["table"])
     rows = last_day_rows(table)
     rng = np.random.default_rng(0)
     warm = bodies(rows, WARM_BODIES, args.candidates, rng)

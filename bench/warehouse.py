@@ -308,7 +308,7 @@ def _link_days(split: Path, days: list[str], raw: Path) -> None:
 
 def _slowest(per_node: dict, k: int = 5) -> str:
     top = sorted(per_node.items(), key=lambda kv: -kv[1])[:k]
-    return ", ".join(f"{name.split('.')[-1]} {t:.1f}" for name, t in top)
+    return ", ".join(f"{name.split('.')[2]} {t:.1f}" for name, t in top)
 
 
 def bench_size(args, n: int, workdir: Path) -> dict:

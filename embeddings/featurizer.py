@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,46 +37,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embeddings.backends import DEFAULT_BACKEND
 from embeddings.cache import CachedEncoder
 from embeddings.encoder import HFEncoder, SentenceEncoder
+from embeddings.options import TextConfig
 from embeddings.text import ITEM_TEXT_ORDER, USER_TEXT_ORDER, join_fields, normalise
 from embeddings.tokens import TokenVocab, forget_words
-from embeddings.topics import N_COMPONENTS, TextComponents
+from embeddings.topics import TextComponents
 from embeddings.whitening import Whitening
 from m2ctr.schema import HISTORY_KEYS, WARM
 
 SIDES = {"user": ("user_id", USER_TEXT_ORDER), "item": ("item_id", ITEM_TEXT_ORDER)}
 SAVE_DIR = "text"
 _SEP = "\x1f"  # joins the raw fields of one side into the key of its text
-
-
-@dataclass
-class TextConfig:
-    vectors: bool = True  # whitened encoder vectors
-    fallback: bool = True  # sentence vectors for zero/few ids
-    tokens: bool = False  # content ids
-    topics: bool = False  # TF-IDF -> SVD components
-    topic_dim: int = N_COMPONENTS
-    text_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
-    pooling: str = "last4-mean"
-    whiten_dim: int = 128
-    sentence_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
-    cache_dir: str = ".cache/text_vectors"  # "": no disk cache
-    encoder_backend: str = DEFAULT_BACKEND  # embeddings/backends.py
-    max_tokens: int = 64
-    batch_size: int = 128
-    device: str = "auto"
-    token_min_count: int = 3
-    token_max_vocab: int = 100_000
-    token_buckets: int = 2048
-    tokens_per_field: int = 16
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping | None) -> TextConfig:
-        # Keys that are not ours and None values (option not given) fall back to the defaults.
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (cfg or {}).items() if k in known and v is not None})
 
 
 def raw_keys(batch: pa.RecordBatch | pa.Table, columns) -> pa.Array:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from expectations import SUITE_NAMES
+from m2ctr.warehouse import schema_dir, schema_name, warehouse_dir
 
 DESCRIPTION = """\
 Run the Great Expectations suites against the built warehouse, print a
@@ -106,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # Great Expectations and Spark load slowly: only once the arguments are known to be good.
-    from expectations.runner import format_table, validate, write_summary
+    from expectations.runner import format_table, validate, write_result_beside, write_summary
     from expectations.settings import Settings
     from m2ctr.schema import RAW_GLOB
 
     chosen = args.suite or SUITE_NAMES
     settings = Settings(
         target=args.target,
-        warehouse_dir=os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse"),
-        schema=os.environ.get("CTR_SCHEMA", "m2ctr"),
+        warehouse_dir=str(warehouse_dir()),
+        schema=schema_name(),
         location_root=location_root,
         raw_path=os.environ.get("CTR_RAW_PATH", "data/raw"),
         raw_glob=os.environ.get("CTR_RAW_GLOB") or RAW_GLOB,
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary = validate(settings)
     summary_path = write_summary(summary, settings.report_dir)
+    if args.target == "local":  # beside the tables, so a run records the result of what it read
+        write_result_beside(summary, summary_path, schema_dir(settings.warehouse_dir, settings.schema))
     print(format_table(summary["rows"], show_all=args.all))
     print(f"summary:   {summary_path}")
     print(f"data docs: {summary['data_docs']}")

@@ -154,6 +154,27 @@ def write_summary(summary: dict, report_dir: str) -> Path:
     return path
 
 
+def write_result_beside(summary: dict, summary_path: Path, schema_directory: Path) -> Path | None:
+    """The verdict of this validation in `<schema>.db/_data_quality.json`; None if that schema
+    directory is not there (nothing was built)."""
+    from m2ctr.warehouse import data_quality_path
+
+    if not Path(schema_directory).is_dir():
+        return None
+    path = data_quality_path(schema_directory)
+    result = {
+        "created_at": summary["created_at"],
+        "success": summary["success"],
+        "suites": {name: s["success"] for name, s in summary["suites"].items()},
+        "summary": str(Path(summary_path).resolve()),
+        "data_docs": str(Path(summary["data_docs"]).resolve()),
+    }
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def format_table(rows: list[Row], show_all: bool) -> str:
     """Failures (every row with show_all) plus one count line per suite."""
     shown = [r for r in rows if show_all or not r.success]

@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from expectations import report
 from expectations.references import References
-from expectations.report import format_table, write_summary
+from expectations.report import format_table, write_result_beside, write_summary
 from expectations.settings import Settings
 from expectations.sources import Sources, TableMissing, spark_session
 from expectations.suites import SUITES
 
-__all__ = ["Settings", "format_table", "validate", "write_summary"]
+__all__ = ["Settings", "format_table", "validate", "write_result_beside", "write_summary"]
 
 
 def validate(settings: Settings) -> dict:

@@ -1,19 +1,43 @@
 """The facts of the AntM2C log format and of the training table, defined once.
 
 The lists the SQL needs too (scenes, the number of deep features, the text columns, the reject
-reasons, the raw file glob, CSV options and log_time formats) are declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros
-read; this module reads the same file. Everything else here is derived from them, and every other
+reasons, the raw file glob, CSV options and log_time formats, the smoothing of the CTRs) are
+declared once, in the `vars` of `warehouse/dbt_project.yml`, which the dbt macros read; this
+module reads the same file: the checkout's, or the one an installed wheel carries under
+`share/m2ctr/` (pyproject.toml ships it). Everything else here is derived from them, and every other
 module imports from here. Adding a deep feature or a text column is an edit of those vars only.
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-DBT_PROJECT = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+INSTALLED_AT = "share/m2ctr/dbt_project.yml"  # the wheel's data file (pyproject.toml, data-files)
+
+
+def find_dbt_project() -> Path:
+    """warehouse/dbt_project.yml of a source checkout, else the copy installed with the package."""
+    checkout = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+    if checkout.is_file():
+        return checkout
+    try:
+        dist = metadata.distribution("m2ctr")
+    except metadata.PackageNotFoundError:
+        dist = None
+    for f in (dist.files or []) if dist else []:
+        if f.as_posix().endswith(INSTALLED_AT):
+            path = Path(dist.locate_file(f)).resolve()
+            if path.is_file():
+                return path
+    raise ImportError(f"m2ctr.schema: neither {checkout} nor an installed {INSTALLED_AT} is there; "
+                      "reinstall the m2ctr package")
+
+
+DBT_PROJECT = find_dbt_project()
 _VARS = yaml.safe_load(DBT_PROJECT.read_text())["vars"]
 
 # -- raw input ------------------------------------------------------------------------------------
@@ -31,6 +55,13 @@ TITLE_COLUMNS = tuple(c for c in TEXT_COLUMNS if c.endswith("_title"))
 # The column order of a headerless file; a file with a header may name any subset of the deep features.
 RAW_COLUMNS = ("user_id", "item_id", "log_time", "label", *TEXT_COLUMNS, "scene", *DEEP_FEATURES)
 RAW_REQUIRED = tuple(c for c in RAW_COLUMNS if c not in DEEP_FEATURES)
+
+# The smoothed CTRs: (clicks + CTR_SMOOTHING_WEIGHT * prior) / (impressions + CTR_SMOOTHING_WEIGHT),
+# the prior the row's scene's click rate over the days before the row, CTR_PRIOR_DEFAULT without any.
+CTR_SMOOTHING_WEIGHT = float(_VARS["ctr_smoothing_weight"])
+CTR_PRIOR_DEFAULT = float(_VARS["ctr_prior_default"])
+# The short window of the *_7d features: the calendar days D - WINDOW_DAYS .. D - 1.
+WINDOW_DAYS = int(_VARS["window_days"])
 
 # How the raw files are found and read, the same for the build and the raw suite: the file-name
 # glob (CTR_RAW_GLOB overrides it, as for the build), Spark's CSV reader options, and the Spark

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from m2ctr.schema import DEEP_FEATURES, N_DEEP_FEATURES, RAW_REQUIRED, REJECT_REASONS
+from m2ctr.schema import DEEP_FEATURES, N_DEEP_FEATURES, RAW_REQUIRED, REJECT_REASONS, SCENES
 from synthetic.impressions import (
     FEATURE_LIMIT,
     MAX_COUNT,
@@ -34,7 +34,7 @@ BAD_KINDS = REJECT_REASONS
 BAD_LOG_TIMES = ["not-a-time", "2024-13-45 99:00:00", "yesterday", "2024/2/30 25:61",
                  "31.12.2024", "12:00"]
 BAD_LABELS = ["2", "yes", "-1", "clicked"]
-BAD_SCENES = ["7", "x", "-1", "5"]
+BAD_SCENES = [str(max(SCENES) + 3), "x", "-1", str(max(SCENES) + 1)]  # none of them a declared scene
 EXTRA_FIELDS = ["extra", "0.5", "", "tail"]
 TITLE_FIELD = BASE_COLUMNS.index("item_title")
 CHUNK_ROWS = 50_000
@@ -217,7 +217,7 @@ def generate(cfg: Config, out: Path, progress: bool = False) -> dict:
         "query_entity_seq": users.query_seq[imp.user],
         "item_entity_names": items.entity_names[imp.item],
         "item_title": items.title[imp.item],
-        "scene": np.array([str(s) for s in range(5)], dtype=object)[items.scene[imp.item]],
+        "scene": np.array([str(s) for s in SCENES], dtype=object)[items.scene[imp.item]],
     }
     log_time_written = fields["log_time"].copy()
     kind_of, drop, extra = _plant_defects(rng, cfg, fields)
@@ -243,7 +243,7 @@ def generate(cfg: Config, out: Path, progress: bool = False) -> dict:
         "log_time": log_time_written[c].astype(str),
         "log_ts": log_ts[c],
         "date": dates[c],
-        "scene": items.scene[imp.item[c]].astype(np.int32),
+        "scene": np.asarray(SCENES, np.int32)[items.scene[imp.item[c]]],
         "label": imp.label[c].astype(np.int32),
         "p_click": imp.p_click[c],
         "item_topic": np.array(TOPIC_NAMES, dtype=object)[items.topic[imp.item[c]]].astype(str),
@@ -306,11 +306,11 @@ def _manifest(cfg: Config, imp: Impressions, items, part_of, kind_of, truth) -> 
         "item_population": cfg.n_items,
         "ctr": round(float(truth["label"].mean()), 5) if len(truth) else None,
         "scenes": {
-            str(s): {"base_ctr": float(SCENE_BASE_CTR[s]),
-                     "clean": int((clean_mask & (scene == s)).sum()),
-                     "ctr": round(float(imp.label[clean_mask & (scene == s)].mean()), 5)
-                     if (clean_mask & (scene == s)).any() else None}
-            for s in range(5)
+            str(value): {"base_ctr": float(SCENE_BASE_CTR[s]),
+                         "clean": int((clean_mask & (scene == s)).sum()),
+                         "ctr": round(float(imp.label[clean_mask & (scene == s)].mean()), 5)
+                         if (clean_mask & (scene == s)).any() else None}
+            for s, value in enumerate(SCENES)
         },
         "cold_start": {
             "last_day": last,

@@ -20,7 +20,15 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import orc
 
-from m2ctr.schema import DENSE_COLUMNS, N_DEEP_FEATURES, SCENES, TEXT_COLUMNS
+from m2ctr.schema import (
+    CTR_PRIOR_DEFAULT,
+    CTR_SMOOTHING_WEIGHT,
+    DENSE_COLUMNS,
+    N_DEEP_FEATURES,
+    SCENES,
+    TEXT_COLUMNS,
+    WINDOW_DAYS,
+)
 
 N_DEEP, N_SCENE_COUNTS = N_DEEP_FEATURES, len(SCENES)
 
@@ -90,7 +98,7 @@ def make_samples(
         np.add.at(clk_s, (r["day"] + 1, r["scene"], key), r["label"])
         cum_imp, cum_clk = imp.cumsum(0), clk.cumsum(0)  # row D holds days < D
         cum_imp_s, cum_clk_s = imp_s.cumsum(0), clk_s.cumsum(0)
-        lag = np.maximum(r["day"] - 7, 0)
+        lag = np.maximum(r["day"] - WINDOW_DAYS, 0)
         seen = cum_imp > 0
         first_day = np.where(seen.any(0), seen.argmax(0) - 1, -1)  # first day with an impression
         last_day = np.full((days + 1, n_keys), -1)
@@ -111,18 +119,25 @@ def make_samples(
         out["since"] = np.where(out["has"] == 1, d - out["first"], 0).astype(np.int32)
         return out
 
-    scene_rate = np.array([r["label"][r["scene"] == s].mean() if (r["scene"] == s).any() else 0.1
-                           for s in range(N_SCENE_COUNTS)])
+    # the warehouse's scene prior (macros/scene_priors.sql): the scene's click rate over the days
+    # before the row's day, the default where the scene has none
+    scene_imp = np.zeros((days + 1, N_SCENE_COUNTS))
+    scene_clk = np.zeros((days + 1, N_SCENE_COUNTS))
+    np.add.at(scene_imp, (r["day"] + 1, r["scene"]), 1)
+    np.add.at(scene_clk, (r["day"] + 1, r["scene"]), r["label"])
+    imp_before, clk_before = scene_imp.cumsum(0), scene_clk.cumsum(0)  # row D holds days < D
+    scene_prior = np.where(imp_before > 0, clk_before / np.maximum(imp_before, 1), CTR_PRIOR_DEFAULT)
+    weight = CTR_SMOOTHING_WEIGHT
     cols: dict[str, np.ndarray] = {}
     for prefix, key, n_keys in (("u", r["user"], len(user_birth)), ("i", r["item"], len(item_birth))):
         h = history(key, n_keys)
-        prior = scene_rate[r["scene"]]
+        prior = scene_prior[r["day"], r["scene"]]
         for w in ("7d", "cum"):
             imp, clk = h[f"imp_{w}"], h[f"clk_{w}"]
             cols[f"{prefix}_imp_{w}"] = imp.astype(np.int64)
             cols[f"{prefix}_clk_{w}"] = clk.astype(np.int64)
             cols[f"{prefix}_ctr_{w}"] = np.where(imp > 0, clk / np.maximum(imp, 1), 0.0)
-            cols[f"{prefix}_ctr_{w}_smooth"] = (clk + 10 * prior) / (imp + 10)
+            cols[f"{prefix}_ctr_{w}_smooth"] = (clk + weight * prior) / (imp + weight)
         for s in range(N_SCENE_COUNTS):
             cols[f"{prefix}_imp_cum_s{s}"] = h["imp_s"][:, s].astype(np.int64)
             cols[f"{prefix}_clk_cum_s{s}"] = h["clk_s"][:, s].astype(np.int64)
@@ -154,7 +169,7 @@ def make_samples(
             "impression_id": pa.array([f"imp-{d:03d}-{j:06d}" for j in range(n)]),
             "user_id": pa.array([f"u{x}" for x in r["user"][m]]),
             "item_id": pa.array([f"i{x}" for x in r["item"][m]]),
-            "scene": pa.array(r["scene"][m].astype(np.int32)),
+            "scene": pa.array(np.asarray(SCENES, np.int32)[r["scene"][m]]),
             "label": pa.array(r["label"][m].astype(np.int32)),
             "log_ts": pa.array(base + secs.astype("timedelta64[s]")),
         }

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m2ctr.schema import SCENES
 from synthetic.lang import LANGUAGES, Language
 from synthetic.vocab import TOPIC_NAMES, TOPICS
 
 N_TOPICS = len(TOPIC_NAMES)
-N_SCENES = 5
+N_SCENES = len(SCENES)  # scene k of the world is written as SCENES[k]
 # Share of items per scene (in AntM2C the scene is the item type).
 SCENE_MIX = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
 # Share of users / items that exist on the first day; the rest arrive evenly

@@ -139,6 +139,11 @@ def test_suites_pass_on_clean_build(built, run):
     html = index.read_text()
     for suite in summary["suites"]:
         assert suite in html, f"Data Docs index does not list {suite}"
+    # the verdict beside the tables, where a run reads it (m2ctr.warehouse)
+    beside = json.loads((warehouse / f"{SCHEMA}.db" / "_data_quality.json").read_text())
+    assert beside["success"] is True and beside["created_at"] == summary["created_at"]
+    assert beside["suites"] == {name: True for name in summary["suites"]}
+    assert Path(beside["data_docs"]) == index.resolve()
 
 
 @spark_test
@@ -161,6 +166,8 @@ def test_null_label_fails(spark, built, run, tmp_path):
     code, summary = run(copy, "--suite", "stg_impressions")
     assert code == 1
     assert ("stg_impressions", "expect_column_values_to_not_be_null(label)") in failing(summary)
+    beside = json.loads((copy / f"{SCHEMA}.db" / "_data_quality.json").read_text())
+    assert beside["success"] is False and beside["suites"] == {"stg_impressions": False}
 
 
 @spark_test

@@ -7,6 +7,7 @@ import torch
 
 from trainer.models import MODELS
 from trainer.models.fusion import Fusion
+from trainer.models.layers import check_hyperparameters
 
 N_SCENES = 5
 SPEC = {"n_dense": 6, "id_fields": ["user_id", "item_id"], "id_cardinalities": [50, 40],
@@ -137,5 +138,7 @@ def test_needs_text_blocks():
 
 
 def test_unknown_hyperparameter_is_an_error():
-    with pytest.raises(ValueError, match="no hyperparameter"):
+    with pytest.raises(TypeError, match="n_expert"):  # the knobs are the signature's
         Fusion(SPEC, n_expert=3)
+    with pytest.raises(ValueError, match="no hyperparameter n_expert"):  # what `fit --hp` says
+        check_hyperparameters(Fusion, "fusion", {"n_expert": 3})

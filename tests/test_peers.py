@@ -14,11 +14,13 @@ import pytest
 from pyarrow import orc
 from sklearn.metrics import roc_auc_score
 
+from embeddings.text import item_texts, user_texts
 from m2ctr.schema import DENSE_COLUMNS, TEXT_COLUMNS
 from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
+from trainer.artifacts import RunDir
 from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError, split_days
-from trainer.peers import find_truth, fit_lightgbm, oracle_metrics
+from trainer.peers import find_truth, fit_lightgbm, fit_preprocessor, oracle_metrics, read_part
 
 SAMPLE = {"rows_per_day": 2000, "days": 6, "seed": 3}
 
@@ -92,6 +94,10 @@ def test_run_directory_is_written_whole_and_read_back(table, split, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(first))
     config = json.loads((out / "config.json").read_text())
     assert 0 < config["best_iteration"] <= config["max_rounds"]
+    # the one config.json schema of every run: the options under "config", the warehouse recorded
+    options = RunDir(out).options()
+    assert (options["seed"], options["model"], options["text"]) == (0, "lightgbm", False)
+    assert config["warehouse"]["table"] == str(table.resolve())
     stamp = (out / "model.txt").stat().st_mtime_ns
     again = fit_lightgbm(
         table, split, seed=0, threads=1, out_dir=out
@@ -137,6 +143,23 @@ def test_text_components_are_fitted_on_training_days_only(table, split, tmp_path
     config = json.loads((runs["same"] / "config.json").read_text())
     assert config["model"] == "lightgbm+text"
     assert len(config["features"]) == len(DENSE_COLUMNS) + 1 + 2 * 32  # dense, scene, 32 per side
+
+
+def test_the_peer_reads_the_neural_runs_rows_and_the_featurizers_side_text(table, split):
+    """One preprocessing and one side-text builder for every model: the peer's rows are
+    Preprocessor.transform's, its texts embeddings.text's."""
+    t = Table(table, need_text=True)
+    prep = fit_preprocessor(t, split)
+    days = split["test_days"]
+    part = read_part(t, days, prep, text=True)
+    batches = list(t.batches(days, [*REQUIRED_COLUMNS, *TEXT_COLUMNS]))
+    want = [prep.transform(b) for b in batches]
+    for k, v in part.arrays.items():
+        np.testing.assert_array_equal(v, np.concatenate([w[k] for w in want]))
+    for side, texts in (("user", user_texts), ("item", item_texts)):
+        unique, codes = part.text[side]
+        assert [unique.texts[c] for c in codes] == [x for b in batches for x in texts(b)]
+        assert len(unique.texts) == len(set(unique.texts))
 
 
 def _expected_oracle(table: Path, split: dict, truth: Path, part: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,8 +23,10 @@ import pytest
 from m2ctr.schema import COLD_BUCKETS, cold_bucket
 from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
+from trainer.artifacts import RunDir, warehouse_record
 from trainer.cli import main
 from trainer.data import TrainerError
+from trainer.models import MODELS
 from trainer.report import REPORT_NAME, roc_curve, write_report
 
 TABLE = {"rows_per_day": 300, "days": 4, "seed": 0}
@@ -159,7 +162,10 @@ def render(directory: Path) -> Page:
         data = file.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert base64.b64decode(img["src"].removeprefix("data:image/png;base64,")) == data
-    assert "<script" not in out.read_text() and "http" not in out.read_text()  # self-contained
+    # self-contained: no script and no remote address (the embedded PNGs' base64 is left out of the
+    # search: "http" can be four characters of it)
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", out.read_text())
+    assert "<script" not in text and "http" not in text
     return page
 
 
@@ -259,11 +265,19 @@ SLICE_KEYS = {"user": "cold_user", "item": "cold_item", "scene": "per_scene"}
 RUN_IMAGES = {"report_roc.png", "report_reliability.png", "report_cold_start.png", "report_history.png"}
 
 
-@pytest.mark.parametrize("model", ["dnn", "mmoe", "ple"])
-def test_run_page(runs, model):
+def header(page: Page) -> dict[str, str]:
+    return {r["field"]: r["value"] for r in page.rows("run")}
+
+
+@pytest.mark.parametrize("model", [name for name, model in MODELS.items() if not model.uses_text])
+def test_run_page(runs, table, model):
     run = runs(model)
     page = render(run)
     check_run_tables(page, run)
+    head = header(page)
+    assert (head["model"], head["seed"], head["max epochs"]) == (model, "42", "2")
+    assert head["content"] == "none" and head["table"] == str(table.resolve())
+    assert any("is not in a warehouse" in n for n in page.notes)
     assert images(page) == RUN_IMAGES
     assert "alpha" not in page.tables
     assert not [n for n in page.notes if "may not belong" in n], page.notes
@@ -280,6 +294,8 @@ def test_fusion_run_page_shows_alpha(runs, tmp_path):
     run = runs("fusion")
     page = render(run)
     check_run_tables(page, run)
+    content = header(page)["content"]
+    assert content.startswith("tokens, topics, text vectors, fallback vectors (") and "whiten_dim 16" in content
     alpha = json.loads((run / "metrics.json").read_text())["extras"]
     rows = page.rows("alpha")
     assert len(rows) == 1 + 2 * len(COLD_BUCKETS) + len(alpha["test"]["alpha"]["per_scene"])
@@ -333,19 +349,70 @@ def test_stale_scores_are_flagged(runs, tmp_path):
     assert any("scores_test.parquet gives AUC" in n for n in render(run).notes)
 
 
-def test_data_docs_link_when_present(runs, tmp_path, monkeypatch):
-    root = tmp_path / "project"
-    run = root / "runs" / "dnn"
+def _data_quality_result(schema_dir: Path, docs: Path, success: bool) -> None:
+    """What `python -m expectations validate` leaves beside the tables (expectations/report.py)."""
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text("<html>docs</html>")
+    (schema_dir / "_data_quality.json").write_text(json.dumps({
+        "created_at": "2026-01-02T03:04:05+00:00", "success": success,
+        "suites": {"raw": True, "training_samples": success}, "data_docs": str(docs)}))
+
+
+def test_a_run_records_its_warehouse_and_links_its_data_quality(runs, tmp_path):
+    schema_dir = tmp_path / "warehouse" / "m2ctr.db"
+    table = schema_dir / "training_samples"
+    table.mkdir(parents=True)
+    assert warehouse_record(table) == {"table": str(table.resolve()), "schema_dir": str(schema_dir.resolve()),
+                                       "data_quality": None}
+    docs = tmp_path / "reports" / "data_docs" / "index.html"
+    _data_quality_result(schema_dir, docs, success=False)
+    record = warehouse_record(table)
+    assert record["data_quality"]["success"] is False and record["data_quality"]["data_docs"] == str(docs)
+
+    run = tmp_path / "runs" / "dnn"
     shutil.copytree(runs("dnn"), run)
-    for f in run.glob("scores_*.parquet"):
-        f.unlink()  # the link is the point here, not the plots
-    monkeypatch.chdir(tmp_path)  # not the repository: only the run's parents are searched
+    config = json.loads((run / "config.json").read_text())
+    assert config["warehouse"]["data_quality"] is None  # the fixture's table is outside a warehouse
+    config["warehouse"] = record
+    (run / "config.json").write_text(json.dumps(config))
+    page = render(run)
+    assert (run / page.links["data-docs"]).resolve() == docs.resolve()
+    text = (run / REPORT_NAME).read_text()
+    assert "FAILED (training_samples), validated 2026-01-02T03:04:05+00:00" in text
+
+    # validated before the run, then the docs removed: the page says so instead of a dead link
+    docs.unlink()
     assert "data-docs" not in render(run).links
-    index = root / "reports" / "data_quality" / "data_docs" / "index.html"
-    index.parent.mkdir(parents=True)
-    index.write_text("<html>docs</html>")
-    href = render(run).links["data-docs"]
-    assert (run / href).resolve() == index.resolve()
+    assert "are no longer there" in (run / REPORT_NAME).read_text()
+
+    config["warehouse"] = {**record, "data_quality": None}
+    (run / "config.json").write_text(json.dumps(config))
+    assert any("No data-quality result for the warehouse this run read" in n for n in render(run).notes)
+
+
+def test_runs_of_the_last_release_still_load_and_show_their_options(runs, tmp_path):
+    """config.json before it was numbered: a neural run without a warehouse record, a peer's with
+    its seed at the top level."""
+    run = tmp_path / "old"
+    shutil.copytree(runs("dnn"), run)
+    config = json.loads((run / "config.json").read_text())
+    del config["format"], config["warehouse"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert RunDir(run).options()["epochs"] == 2
+    page = render(run)
+    assert header(page)["seed"] == "42" and any("did not record the warehouse" in n for n in page.notes)
+
+    peer = {"model": "lightgbm+text", "table": "/somewhere/training_samples", "seed": 3, "threads": 1,
+            "split": config["split"], "params": {}}
+    (run / "config.json").write_text(json.dumps(peer))
+    options = RunDir(run).options()
+    assert (options["seed"], options["table"]) == (3, "/somewhere/training_samples")
+    head = header(render(run))
+    assert (head["seed"], head["max epochs"]) == ("3", "not recorded")
+
+    (run / "config.json").write_text(json.dumps({**config, "format": 99}))
+    with pytest.raises(TrainerError, match="newer than this trainer reads"):
+        RunDir(run).config()
 
 
 def test_bad_directories_are_one_line_errors(tmp_path):

@@ -1,14 +1,22 @@
 """The facts of the format are declared once (dbt vars) and everything else derives from them."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from m2ctr import schema
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("m2ctr", "trainer", "embeddings", "expectations", "synthetic", "warehouse")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGES = tuple(p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"])
+PRODUCT = (*PACKAGES, "warehouse")
 
 
 def product_files():
@@ -80,3 +88,29 @@ def test_feature_families_partition_the_history_features():
         schema.DAYS_COLUMNS)
     assert families == set(schema.HISTORY_FEATURES)
     assert ("u_clk_7d", "u_imp_7d") in schema.clicks_impressions_pairs(schema.HISTORY_FEATURES)
+
+
+@pytest.mark.slow  # builds and installs a wheel (~20 s)
+def test_schema_reads_the_dbt_vars_from_an_installed_wheel(tmp_path):
+    """Installed from a wheel, outside any checkout, the package still finds the dbt vars."""
+    # built from a copy of the sources: the build leaves build/ beside them
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "warehouse/dbt_project.yml"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
+                   check=True, cwd=tmp_path)
+    (wheel,) = wheels.glob("m2ctr-*.whl")
+    prefix = tmp_path / "prefix"
+    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--prefix", str(prefix), str(wheel)],
+                   check=True, cwd=tmp_path)
+    (site,) = prefix.glob("lib/python*/site-packages")
+    probe = "from m2ctr import schema; print(schema.DBT_PROJECT); print(schema.SCENES)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout.splitlines()
+    assert Path(out[0]).is_relative_to(prefix) and not Path(out[0]).is_relative_to(ROOT)
+    assert out[1] == str(schema.SCENES)

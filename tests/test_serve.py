@@ -32,20 +32,20 @@ import pyarrow.parquet as pq
 import pytest
 import uvicorn
 from pyarrow import orc
+from sample_snapshot import write_sample_snapshot
 
 from m2ctr.schema import (
     DEEP_FEATURES,
     ITEM_TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
 )
+from serving import load_scorer
+from serving.app import create_app
+from serving.server import bind
+from serving.snapshot import SNAPSHOT_MODELS, Snapshot
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
 from trainer.data import TrainerError
-from trainer.serving import load_scorer
-from trainer.serving.app import create_app
-from trainer.serving.sample_snapshot import write_sample_snapshot
-from trainer.serving.server import bind
-from trainer.serving.snapshot import SNAPSHOT_MODELS, Snapshot
 from trainer.train import predict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,9 +299,9 @@ def test_empty_candidate_list_scores_nothing(served, url):
 
 
 def test_command_line_serves_with_the_token_of_its_environment(served, tmp_path):
-    """`python -m trainer.serving` (what `trainer serve` runs): a one-line error without a
+    """`python -m serving` (what `trainer serve` runs): a one-line error without a
     snapshot; a real start that takes its bearer token from the environment."""
-    cmd = [sys.executable, "-m", "trainer.serving", str(served["run"]), "--threads", "1",
+    cmd = [sys.executable, "-m", "serving", str(served["run"]), "--threads", "1",
            "--log-level", "warning", "--port", "0"]
     missing = subprocess.run([*cmd, "--warehouse", str(tmp_path / "nowhere")],
                              check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)

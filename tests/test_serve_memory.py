@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from pyarrow import orc
+from trainer.serving import load_scorer
+from trainer.serving.payload import Item, User
+from trainer.serving.sample_snapshot import write_sample_snapshot
 
 from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
-from trainer.serving import load_scorer
-from trainer.serving.payload import Item, User
-from trainer.serving.sample_snapshot import write_sample_snapshot
 
 BOUND = 5_000
 CANDIDATES = 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,12 +20,15 @@ from sklearn.metrics import roc_auc_score
 from m2ctr.schema import FLAG_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer import metrics as M
+from trainer.artifacts import RunDir
 from trainer.cli import main
 from trainer.data import Features, Preprocessor, Table, ordered_batches, split_days
 from trainer.models import MODELS
+from trainer.models.layers import hyperparameters
 from trainer.train import fit_scene_weights, masked_bce
 
 ROOT = Path(__file__).resolve().parents[1]
+ID_MODELS = [name for name, model in MODELS.items() if not model.uses_text]  # no content side
 FIT_ARGS = ["--epochs", "4", "--patience", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
 
 
@@ -37,7 +41,7 @@ def table(tmp_path_factory) -> Path:
 def runs(table, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("runs")
     result = {}
-    for name in ("dnn", "mmoe", "ple"):
+    for name in ID_MODELS:
         hp = ["--hp", "n_levels=2"] if name == "ple" else []  # exercise a non-last extraction layer
         assert main(["fit", name, "--table", str(table), "--out", str(out / name), *FIT_ARGS, *hp]) == 0
         result[name] = out / name
@@ -63,12 +67,15 @@ def read_metrics(run: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dnn", "mmoe", "ple"])
+@pytest.mark.parametrize("name", ID_MODELS)
 def test_each_model_learns_beyond_scene_base_rates(runs, table, name):
     m = read_metrics(runs[name])
     baseline = scene_only_auc(table)
-    assert m["test"]["auc"] > 0.65
-    assert m["test"]["auc"] > baseline + 0.05, (m["test"]["auc"], baseline)
+    # On this table the scene rates give 0.605 and the generator's true probability 0.810; after
+    # 4 epochs dnn gives 0.675, mmoe 0.648, ple 0.661. (While the fixture's scene prior still
+    # covered every day, each row's smoothed CTRs carried the test day's click rates and each
+    # model read about 0.019 higher: 0.693, 0.667, 0.680.)
+    assert m["test"]["auc"] > baseline + 0.03, (m["test"]["auc"], baseline)
     assert m["test"]["gauc"] is not None and m["test"]["gauc"] > 0.55
 
 
@@ -114,7 +121,7 @@ def test_run_directory_is_complete_and_metrics_follow_the_contract(runs):
 
 @pytest.mark.slow
 def test_unseen_ids_at_test_time_are_hashed_and_scored(runs, table):
-    prep = Preprocessor.load(runs["mmoe"])
+    prep = Preprocessor.load(RunDir(runs["mmoe"]))
     vocab_user = 1 + len(prep.vocab["user_id"])
     unseen = np.array(["never-seen-1", "never-seen-2", ""], dtype=object)
     ids = prep.encode_ids("user_id", unseen)
@@ -128,7 +135,7 @@ def test_unseen_ids_at_test_time_are_hashed_and_scored(runs, table):
 # ---------------------------------------------------------------------------- the masked loss
 
 
-@pytest.mark.parametrize("name", ["dnn", "mmoe", "ple"])
+@pytest.mark.parametrize("name", ID_MODELS)
 def test_masked_loss_gives_no_gradient_to_other_scenes_towers(name):
     torch.manual_seed(0)
     spec = {"n_dense": 5, "id_fields": ["user_id", "item_id"], "id_cardinalities": [20, 30],
@@ -206,7 +213,7 @@ def test_same_seed_gives_identical_results(runs, table, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dnn", "mmoe", "ple"])
+@pytest.mark.parametrize("name", ID_MODELS)
 def test_evaluate_reproduces_saved_metrics_exactly(runs, name, capsys):
     assert main(["evaluate", str(runs[name])]) == 0
     recomputed = json.loads(capsys.readouterr().out)
@@ -234,7 +241,7 @@ def test_predict_round_trips(runs, table, tmp_path):
 
 @pytest.mark.slow
 def test_preprocessing_is_fitted_on_training_days_only(runs, table):
-    prep = Preprocessor.load(runs["dnn"])
+    prep = Preprocessor.load(RunDir(runs["dnn"]))
     t = Table(table)
     split = split_days(t.days, 1, 1)
     features = Features(prep)
@@ -328,5 +335,23 @@ def test_killed_run_leaves_no_run_directory(table, tmp_path):
 
 def test_registry_lists_every_model():
     assert {"dnn", "mmoe", "ple", "fusion"} <= set(MODELS)
-    for name in ("dnn", "mmoe", "ple"):
-        assert MODELS[name].uses_text is False
+    assert set(ID_MODELS) == {"dnn", "mmoe", "ple"}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_shows_its_knobs_and_cites_its_paper(name):
+    """Hyperparameters are keyword-only arguments with defaults in the signature; the docstring of
+    the model's module names the paper it implements."""
+    import inspect
+    import sys as _sys
+
+    model = MODELS[name]
+    params = list(inspect.signature(model.__init__).parameters.values())[1:]
+    assert params[0].name == "spec"
+    knobs = params[1:]
+    assert knobs and all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.annotation is not p.empty
+                         for p in knobs), name
+    assert not any(p.kind is p.VAR_KEYWORD for p in params)
+    assert hyperparameters(model) == {p.name: p.default for p in knobs}
+    doc = _sys.modules[model.__module__].__doc__
+    assert re.search(r"(doi\.org|papers\.nips\.cc|arxiv\.org)/", doc) and re.search(r"(19|20)\d\d", doc), name

@@ -1,4 +1,26 @@
-"""Writing outputs so that a reader never sees half of one: the one atomic-write helper."""
+"""The run directory and how anything in it is written: `RunDir` alone reads and writes a run.
+
+A run directory (neural or a peer's) holds:
+
+    config.json          what the run was (one schema for every run, see `RunDir.config`)
+    model.safetensors    the weights of a neural run; model.txt of a LightGBM one
+    preprocessing.json   the fitted preprocessing (with vocab_* / train_counts_* Parquet beside it)
+    text/                the content side, when the run uses text
+    metrics.json         validation and test metrics
+    history.json         one entry per epoch
+    scores_val.parquet, scores_test.parquet   the per-row scores the report draws
+    cold_start.md        the cold-start table as Markdown
+
+A run is written under a hidden sibling name and renamed into place only once complete
+(`RunDir.create`), so a reader never sees half of one.
+
+`config.json` (format 2): `model`, `config` (the options the run was started with: for a neural
+run the FitConfig, for a peer its seed, table, threads and text switch), `split`, `table`,
+`warehouse` (the warehouse the table came from and its data-quality result, or None), `threads`,
+`device`, plus what each kind of run adds (`spec`, `hparams`, `content`; `params`,
+`best_iteration`, ...). Runs written before the format was numbered are read into it: their
+top-level `seed` / `epochs` / `args` move under `config`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +29,16 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from m2ctr.warehouse import data_quality_path, schema_dir_of
+
+from .data import TrainerError
+
+CONFIG_FORMAT = 2
+
+
+class RunError(TrainerError):
+    """A run directory that cannot be read: a one-line message saying what to do."""
 
 
 @contextlib.contextmanager
@@ -35,3 +67,176 @@ def _json_default(o):
 
 def write_json(path: Path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a whole file so that a reader sees the old one or the new one, never half."""
+    with atomic_path(Path(path)) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def read_json(path: Path, what: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"cannot read {what} {path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------- the warehouse a run read
+
+
+def warehouse_record(table: str | os.PathLike) -> dict:
+    """Where a table lives and the data-quality result of its warehouse, as a run records them.
+
+    A table in the warehouse's layout sits at `<warehouse>/<schema>.db/<model>`; the validation of
+    that schema leaves its result beside it (`m2ctr.warehouse`). A table elsewhere has no such result.
+    """
+    schema_dir = schema_dir_of(table)
+    record = {"table": str(Path(table).resolve()), "schema_dir": None, "data_quality": None}
+    if schema_dir is not None:
+        record["schema_dir"] = str(schema_dir)
+        dq = data_quality_path(schema_dir)
+        if dq.is_file():
+            try:
+                result = json.loads(dq.read_text())
+            except (OSError, json.JSONDecodeError):
+                result = None
+            if isinstance(result, dict):
+                record["data_quality"] = {"file": str(dq), **result}
+    return record
+
+
+# ---------------------------------------------------------------------------- the run directory
+
+
+def normalise_config(doc: dict) -> dict:
+    """config.json of any release in the current format (a copy; the file is left as it is)."""
+    if not isinstance(doc, dict) or "model" not in doc:
+        raise RunError("config.json has no model: not a run of this project")
+    doc = dict(doc)
+    if doc.get("format", 1) > CONFIG_FORMAT:
+        raise RunError(f"config.json is format {doc['format']}, newer than this trainer reads "
+                       f"({CONFIG_FORMAT}); upgrade m2ctr to read it")
+    options = dict(doc.get("config") or doc.get("args") or {})
+    for key in ("seed", "epochs", "table", "threads"):  # a peer's, or an old run's, top-level keys
+        if key in doc and key not in options:
+            options[key] = doc[key]
+    options.setdefault("model", doc["model"])
+    doc["config"] = options
+    doc.setdefault("table", options.get("table"))
+    doc.setdefault("warehouse", None)
+    doc["format"] = CONFIG_FORMAT
+    return doc
+
+
+class RunDir:
+    """One run directory: every file of a run is read and written here and nowhere else."""
+
+    CONFIG = "config.json"
+    METRICS = "metrics.json"
+    HISTORY = "history.json"
+    WEIGHTS = "model.safetensors"
+    PREPROCESSING = "preprocessing.json"
+    COLD_START = "cold_start.md"
+    PARTS = ("val", "test")
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, final: str | os.PathLike):
+        """A RunDir on a hidden sibling of `final`, renamed to `final` when the block completes."""
+        with atomic_path(Path(final), directory=True) as tmp:
+            yield cls(tmp)
+
+    # -- state
+
+    def is_finished(self) -> bool:
+        return self.file(self.METRICS).is_file()
+
+    def has_weights(self) -> bool:
+        return self.file(self.WEIGHTS).is_file()
+
+    # -- config.json
+
+    def write_config(self, doc: dict) -> None:
+        write_json(self.file(self.CONFIG), {"format": CONFIG_FORMAT, **doc})
+
+    def config(self) -> dict:
+        """config.json in the current format; an error that says what to do when it cannot be read."""
+        path = self.file(self.CONFIG)
+        if not path.is_file():
+            raise RunError(f"{self.path} has no {self.CONFIG}: not a run directory")
+        try:
+            return normalise_config(read_json(path, "run config"))
+        except RunError as e:
+            raise RunError(f"{path}: {e}") from None
+
+    def options(self) -> dict:
+        """The options the run was started with (FitConfig fields for a neural run)."""
+        return self.config()["config"]
+
+    # -- metrics, history, cold start
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.file(self.METRICS), metrics)
+
+    def metrics(self) -> dict:
+        return read_json(self.file(self.METRICS), "metrics")
+
+    def write_history(self, history: list[dict]) -> None:
+        write_json(self.file(self.HISTORY), history)
+
+    def history(self) -> list[dict] | None:
+        path = self.file(self.HISTORY)
+        return read_json(path, "history") if path.is_file() else None
+
+    def write_cold_start(self, markdown: str) -> None:
+        self.file(self.COLD_START).write_text(markdown)
+
+    # -- preprocessing
+
+    def write_preprocessing(self, state: dict) -> None:
+        self.file(self.PREPROCESSING).write_text(json.dumps(state, indent=1))
+
+    def preprocessing(self) -> dict | None:
+        path = self.file(self.PREPROCESSING)
+        return read_json(path, "preprocessing") if path.is_file() else None
+
+    # -- per-row scores
+
+    def scores_path(self, part: str) -> Path:
+        return self.file(f"scores_{part}.parquet")
+
+    def write_scores(self, part: str, columns: dict) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(columns), self.scores_path(part))
+
+    def scores(self, part: str):
+        """The scores table of one part (a pyarrow Table), or None when the run has none."""
+        import pyarrow.parquet as pq
+
+        path = self.scores_path(part)
+        return pq.read_table(path) if path.is_file() else None
+
+    # -- weights
+
+    def write_weights(self, state: dict) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous().cpu() for k, v in state.items()}, self.file(self.WEIGHTS))
+
+    def weights(self) -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(self.file(self.WEIGHTS))

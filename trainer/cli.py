@@ -12,14 +12,15 @@ import dataclasses
 import json
 import sys
 
-from embeddings.backends import BACKENDS
+from embeddings.options import PARTS, TextConfig, cli_options, flag_name
+from m2ctr.argtypes import positive
+from serving.server import HELP as SERVE_HELP
+from serving.server import add_serve_arguments, run_serve
 
 from .calibration import CHOICES as CALIBRATIONS
 from .config import FitConfig, default
 from .data import TrainerError
 from .models import MODELS
-from .serving.server import HELP as SERVE_HELP
-from .serving.server import add_serve_arguments, run_serve
 
 
 def _hparam(text: str) -> tuple[str, object]:
@@ -30,13 +31,6 @@ def _hparam(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def probability(text: str) -> float:
@@ -76,7 +70,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", choices=list(MODELS), help="model to train")
     opt("table", "training_samples directory (ORC, date=YYYY-MM-DD partitions); "
-        "default: $CTR_WAREHOUSE_DIR/m2ctr.db/training_samples", metavar="DIR")
+        "default: $CTR_WAREHOUSE_DIR/$CTR_SCHEMA.db/training_samples", metavar="DIR")
     p.add_argument("--out", help="run directory to create (default: runs/<model>-<timestamp>)")
     opt("epochs", "maximum epochs", type=positive)
     opt("patience", "stop after this many epochs without a better validation AUC", type=positive)
@@ -114,33 +108,35 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")
     opt("report", "write report.html into the run directory at the end", action="store_true")
-    g = p.add_argument_group("content (on for fusion; --tokens / --topics / --text / --fallback add it to dnn, mmoe, ple)")
-    opt("tokens", "content ids: entity tokens and title words, one table shared by user and item",
-        action="store_true", group=g)
-    opt("topics", "TF-IDF -> SVD components of the user and item text, fitted on the training days",
-        action="store_true", group=g)
-    opt("text", "whitened encoder vectors of the user and item text", action="store_true", group=g)
-    opt("fallback", "also fallback sentence vectors for zero/few users and items", action="store_true", group=g)
-    opt("token_min_count", "training-row count a token needs for its own id", type=positive, group=g)
-    opt("token_max_vocab", "most frequent tokens kept", type=positive, group=g)
-    opt("token_buckets", "shared hash buckets for rare and unseen tokens", type=positive, group=g)
-    opt("tokens_per_field", "tokens kept per text field", type=positive, group=g)
-    opt("topic_dim", "text components (TF-IDF -> SVD) per text", type=positive, group=g)
-    g.add_argument("--text-model", metavar="NAME_OR_PATH", help="text encoder (default: the bundled all-MiniLM-L6-v2)")
-    opt("pooling", "token pooling of the text encoder", choices=["last4-mean", "first-last-avg"], group=g)
-    opt("whiten_dim", "whitened vector width", type=positive, group=g)
-    g.add_argument("--sentence-model", metavar="NAME_OR_PATH",
-                   help="fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)")
-    opt("cache_dir", "text vector cache", group=g)
-    opt("encoder_backend", "how both text encoders run: torch (float32), torch-bf16, onnx, onnx-int8, openvino, "
-        "openvino-int8 (models exported once from the local weights, cached), static (token vectors distilled "
-        "once from the model: fastest, least faithful); see README, Fast encoding", choices=list(BACKENDS), group=g)
+    add_content_arguments(p)
     add_cold_start_arguments(p)
+
+
+def add_content_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per content option, generated from its declaration (embeddings/options.py)."""
+    flags = ", ".join(f"--{flag_name(f)}" for f in cli_options() if f.name in PARTS)
+    g = p.add_argument_group(f"content (on for fusion; {flags} add it to dnn, mmoe, ple)")
+    for f in cli_options():
+        kw = {"dest": f"content.{f.name}", "help": f.metadata["help"]}
+        if f.type in ("bool", bool):
+            kw["action"] = "store_true"
+        else:
+            kw["default"] = default(f.name)
+            if kw["default"] is not None:  # a None default is told in the help itself
+                kw["help"] += " (default %(default)s)"
+            if f.type in ("int", int):
+                kw["type"] = positive
+            if f.metadata.get("choices"):
+                kw["choices"] = list(f.metadata["choices"])
+            else:
+                kw["metavar"] = f.metadata.get("metavar") or flag_name(f).upper()
+        g.add_argument(f"--{flag_name(f).replace('_', '-')}", **kw)
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig) if hasattr(args, f.name)}
     values["hp"] = dict(args.hp)
+    values["content"] = TextConfig.asked_for(**{f.name: getattr(args, f"content.{f.name}") for f in cli_options()})
     return FitConfig(**values)
 
 
@@ -218,7 +214,7 @@ def add_ladder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-LADDER_PASS_THROUGH = ("epochs", "batch_size", "device", "threads", "cache_dir")
+LADDER_PASS_THROUGH = ("epochs", "batch_size", "device", "threads")
 
 
 def run_ladder(args) -> None:
@@ -226,6 +222,8 @@ def run_ladder(args) -> None:
 
     base = FitConfig(model="dnn", table=args.table, quiet=args.quiet,
                      **{k: getattr(args, k) for k in LADDER_PASS_THROUGH if getattr(args, k) is not None})
+    if args.cache_dir is not None:
+        base = base.with_content(cache_dir=args.cache_dir)
     ladder(base, args.rungs, args.seeds, args.out, args.truth)
 
 
@@ -239,7 +237,7 @@ SUBCOMMANDS = {
                add_export_arguments, run_export),
     "report": ("write report.html (plots, calibration, cold start) beside a run or a ladder",
                add_report_arguments, run_report),
-    "serve": (SERVE_HELP, add_serve_arguments, run_serve),
+    "serve": (SERVE_HELP, add_serve_arguments, run_serve),  # serving/ is its own stage; kept as an alias
     "ladder": ("train every model rung on one split for several seeds; write ladder.md and ladder.json",
                add_ladder_arguments, run_ladder),
 }

@@ -8,16 +8,15 @@ written once. Defaults live here only: the CLI shows them in `--help`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embeddings.backends import DEFAULT_BACKEND
-from embeddings.topics import N_COMPONENTS
+from embeddings.options import TextConfig
+from m2ctr.warehouse import TRAINING_SAMPLES, table_path
 
 
 def default_table_path() -> Path:
-    return Path(os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")) / "m2ctr.db" / "training_samples"
+    return table_path(TRAINING_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -58,22 +57,9 @@ class FitConfig:
     cold_user: float | None = None
     cold_item: float | None = None
     cold_mask_history: bool | None = None
-    # -- content: token ids, text components, encoder vectors, fallback vectors
-    tokens: bool = False
-    topics: bool = False
-    text: bool = False
-    fallback: bool = False
-    token_min_count: int = 3
-    token_max_vocab: int = 100_000
-    token_buckets: int = 2048
-    tokens_per_field: int = 16
-    topic_dim: int = N_COMPONENTS
-    text_model: str | None = None
-    pooling: str = "last4-mean"
-    whiten_dim: int = 128
-    sentence_model: str | None = None
-    cache_dir: str = ".cache/text_vectors"
-    encoder_backend: str = DEFAULT_BACKEND
+    # -- content: token ids, text components, encoder vectors, fallback vectors (embeddings/options.py);
+    # no part unless asked for, every part for a model that uses text
+    content: TextConfig = field(default_factory=TextConfig.asked_for)
     # -- model hyperparameters (`--hp KEY=VALUE`), checked by the model itself
     hp: dict = field(default_factory=dict)
     # -- output
@@ -86,13 +72,27 @@ class FitConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def with_content(self, **changes) -> FitConfig:
+        """A copy with some content options changed (by field name, e.g. tokens=True)."""
+        return self.replace(content=self.content.replace(**changes))
+
     @classmethod
     def from_dict(cls, values: dict) -> FitConfig:
+        """The FitConfig of a run's config.json; runs written before the content options were
+        nested keep them at the top level (`text` was the vectors switch)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        content = values.get("content")
+        if not isinstance(content, dict):
+            flat = {("vectors" if k == "text" else k): v for k, v in values.items()}
+            content = {f.name: flat[f.name] for f in dataclasses.fields(TextConfig) if f.name in flat}
+        kept = {k: v for k, v in values.items() if k in names and k != "content"}
+        return cls(**kept, content=TextConfig.asked_for().replace(**content))
 
 
 def default(name: str):
-    """The default of one FitConfig field (for the CLI's `--help`)."""
-    f = next(f for f in dataclasses.fields(FitConfig) if f.name == name)
+    """The default of one FitConfig field (for the CLI's `--help`); of a content option, its default
+    in a FitConfig's `content`."""
+    f = next((f for f in dataclasses.fields(FitConfig) if f.name == name), None)
+    if f is None:
+        return getattr(TextConfig.asked_for(), name)
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

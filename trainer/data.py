@@ -9,11 +9,11 @@ Everything fitted here comes from the training days only.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from m2ctr.schema import (
     ZERO,
     cold_bucket,
 )
+
+if TYPE_CHECKING:
+    from .artifacts import RunDir
 
 
 class TrainerError(Exception):
@@ -309,22 +312,24 @@ class Preprocessor:
 
     # -- persistence (JSON and Parquet only: nothing is unpickled when a run is loaded)
 
-    def save(self, run_dir: Path) -> None:
-        (run_dir / "preprocessing.json").write_text(json.dumps(self.state, indent=1))
+    def save(self, run: RunDir) -> None:
+        run.write_preprocessing(self.state)
         for f in ID_COLUMNS:
             pq.write_table(pa.table({"id": pa.array(list(self.vocab[f]), pa.string())}),
-                           run_dir / f"vocab_{f}.parquet")
+                           run.file(f"vocab_{f}.parquet"))
             index, n = self.counts[f]
             pq.write_table(pa.table({"id": pa.array(list(index), pa.string()), "train_count": n}),
-                           run_dir / f"train_counts_{f}.parquet")
+                           run.file(f"train_counts_{f}.parquet"))
 
     @classmethod
-    def load(cls, run_dir: Path) -> Preprocessor:
-        state = json.loads((run_dir / "preprocessing.json").read_text())
+    def load(cls, run: RunDir) -> Preprocessor:
+        state = run.preprocessing()
+        if state is None:
+            raise TrainerError(f"{run.path} has no {run.PREPROCESSING}: not a neural run directory")
         vocab, counts = {}, {}
         for f in ID_COLUMNS:
-            vocab[f] = pq.read_table(run_dir / f"vocab_{f}.parquet").column("id").to_pylist()
-            t = pq.read_table(run_dir / f"train_counts_{f}.parquet")
+            vocab[f] = pq.read_table(run.file(f"vocab_{f}.parquet")).column("id").to_pylist()
+            t = pq.read_table(run.file(f"train_counts_{f}.parquet"))
             counts[f] = (t.column("id").to_pylist(), t.column("train_count").to_numpy())
         return cls(state, vocab, counts)
 

@@ -13,7 +13,6 @@ overall, per scene, and per cold-start bucket (zero / few / warm users and items
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from m2ctr.schema import COLD_BUCKETS
 
+from .artifacts import RunDir, warehouse_record, write_json
 from .config import FitConfig
 from .data import Table, split_days
 
@@ -30,12 +30,12 @@ RUNGS = {
     "dnn": {"model": "dnn"},
     "mmoe": {"model": "mmoe"},
     "ple": {"model": "ple"},
-    "dnn+tokens": {"model": "dnn", "tokens": True},
-    "mmoe+tokens": {"model": "mmoe", "tokens": True},
-    "mmoe+tokens+topics": {"model": "mmoe", "tokens": True, "topics": True},
-    "mmoe+tokens+topics+text": {"model": "mmoe", "tokens": True, "topics": True, "text": True},
-    "mmoe+tokens+topics+text+fallback": {"model": "mmoe", "tokens": True, "topics": True, "text": True,
-                                         "fallback": True},
+    "dnn+tokens": {"model": "dnn", "content": {"tokens": True}},
+    "mmoe+tokens": {"model": "mmoe", "content": {"tokens": True}},
+    "mmoe+tokens+topics": {"model": "mmoe", "content": {"tokens": True, "topics": True}},
+    "mmoe+tokens+topics+text": {"model": "mmoe", "content": {"tokens": True, "topics": True, "vectors": True}},
+    "mmoe+tokens+topics+text+fallback": {"model": "mmoe", "content": {"tokens": True, "topics": True,
+                                                                      "vectors": True, "fallback": True}},
     "fusion": {"model": "fusion"},  # the same content side, plus the gate
     "lightgbm": {"peer": "lightgbm"},
     "lightgbm+text": {"peer": "lightgbm", "text": True},
@@ -44,14 +44,16 @@ RUNGS = {
 
 
 def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict, truth: Path | None) -> dict | None:
-    if (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
+    run = RunDir(run_dir)
+    if run.is_finished():
+        return run.metrics()
     change = RUNGS[rung]
     if "peer" not in change:
         from .train import fit
 
-        fit(base.replace(**change, seed=seed, out=str(run_dir)))
-        return json.loads((run_dir / "metrics.json").read_text())
+        fit(base.replace(model=change["model"], seed=seed, out=str(run_dir))
+            .with_content(**change.get("content", {})))
+        return run.metrics()
     from . import peers
 
     if change["peer"] == "oracle":
@@ -143,11 +145,11 @@ def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None,
         raise SystemExit("ladder: no rung produced metrics")
     summary = summarise(results)
     first = next(iter(results.values()))[0]
-    doc = {"table": base.table, "seeds": seeds, "split": split, "base": base.to_dict(),
+    doc = {"table": base.table, "warehouse": warehouse_record(base.table), "seeds": seeds, "split": split, "base": base.to_dict(),
            "rungs": {rung: RUNGS[rung] for rung in results},
            "test_rows": _sizes(first["test"]), "test_auc": summary}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ladder.json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(out / "ladder.json", doc)
     text = markdown(summary, doc["test_rows"], seeds, base.table)
     (out / "ladder.md").write_text(text)
     print(f"ladder written to {out}", file=sys.stderr)

@@ -1,23 +1,24 @@
 """Peers for the results tables, on the neural runs' table, split and metrics.
 
-- `fit_lightgbm`: LightGBM (binary objective) on every dense column of `training_samples` plus the
+- `fit_lightgbm`: LightGBM (binary objective) on the dense block the neural runs read (every dense
+  column of `training_samples`, log1p'd and standardised by the same `Preprocessor`) plus the
   scene as a categorical; with `text=True` also TF-IDF -> TruncatedSVD components (32 per side) of
-  the user text and the item text, fitted on the training days only. Early stopping looks at the
+  the user text and the item text (each side's text built by `embeddings.text`, as the featurizer
+  builds it), fitted on the training days only. Early stopping looks at the
   validation days only. Ids are never features (a tree would split on arbitrary codes); what the
   table knows about an id reaches the model through its history columns.
 - `oracle_metrics`: every validation / test row scored with the generator's true click
   probability (`truth.parquet`): the ceiling for any model on synthetic data.
 
-Both slice rows as the neural runs do (scene as an index into the sorted training scenes,
-cold-start buckets of training-day impression counts, hashed user ids for GAUC) and score them with
-`trainer.metrics.evaluate`, so their numbers sit in the same table as the neural rungs'.
+Both read rows through the neural runs' `Preprocessor` (fitted on the training days: scene index,
+cold-start buckets of training-day impression counts, hashed user ids for GAUC) and score them
+with `trainer.metrics.evaluate`, so their numbers sit in the same table as the neural rungs'.
 
 `python -m trainer ladder` runs them as the rungs "lightgbm", "lightgbm+text" and "oracle".
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,19 +29,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from embeddings.text import item_texts, user_texts
 from embeddings.topics import N_COMPONENTS, TextComponents
-from m2ctr.schema import (
-    DENSE_COLUMNS,
-    ITEM_TEXT_COLUMNS,
-    USER_TEXT_COLUMNS,
-    cold_bucket,
-)
+from m2ctr.schema import DENSE_COLUMNS, TEXT_COLUMNS
+from m2ctr.warehouse import schema_dir_of
 
 from . import metrics as M
-from .artifacts import atomic_path, write_json
-from .data import Table, TrainerError, stable_hash
+from .artifacts import RunDir, warehouse_record
+from .data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError
 
-TEXT_SIDES = {"user": USER_TEXT_COLUMNS, "item": ITEM_TEXT_COLUMNS}
+# each side's text as the featurizer, the token vocabulary and the text components build it
+SIDE_TEXTS = {"user": user_texts, "item": item_texts}
+METRIC_KEYS = ("label", "scene", "cold_user", "cold_item", "user_key")  # what metrics.evaluate reads
 PARTS = ("train", "val", "test")
 TRUTH_KEYS = ("user_id", "item_id", "log_ts")
 
@@ -71,10 +71,6 @@ def _numpy(col, fill, dtype) -> np.ndarray:
     return pc.fill_null(col, fill).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def _ids(batch: pa.RecordBatch, name: str) -> pa.Array:
-    return pc.fill_null(batch.column(name), "").cast(pa.string())
-
-
 class UniqueTexts:
     """Each distinct text once, and one int32 code per row: memory grows with texts, not rows."""
 
@@ -94,110 +90,44 @@ class UniqueTexts:
         return local[_numpy(enc.indices, 0, np.int64)]
 
 
-def joined_text(batch: pa.RecordBatch, columns) -> pa.Array:
-    """One side's text columns joined into one string per row (null and empty fields add nothing)."""
-    cols = [pc.fill_null(batch.column(c).cast(pa.string()), "") for c in columns]
-    return pc.binary_join_element_wise(*cols, ", ")
-
-
 @dataclass
 class Part:
-    """One split's rows: dense features, keys for slicing, and per-side text codes."""
+    """One split's rows as the neural runs read them (`Preprocessor.transform`: the standardised
+    dense block, the scene index, cold-start buckets, the GAUC user key), with per-side text codes."""
 
-    dense: np.ndarray
-    scene: np.ndarray  # raw scene values
-    label: np.ndarray
-    user_id: pa.ChunkedArray
-    item_id: pa.ChunkedArray
+    arrays: dict[str, np.ndarray]
     text: dict[str, tuple[UniqueTexts, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.label)
+        return len(self.arrays["label"])
 
 
-def read_part(table: Table, days: list[str], text: bool = False, dense: bool = True) -> Part:
-    """Only the columns asked for, batch by batch, reduced to float32 / int arrays at once."""
-    text_cols = [c for cols in TEXT_SIDES.values() for c in cols] if text else []
-    dense_cols = list(DENSE_COLUMNS) if dense else []
-    columns = ["user_id", "item_id", "scene", "label", *dense_cols, *text_cols]
-    matrices, scene, label, users, items = [], [], [], [], []
-    uniques = {side: UniqueTexts() for side in TEXT_SIDES} if text else {}
+def fit_preprocessor(table: Table, split: dict) -> Preprocessor:
+    """The neural runs' preprocessing, fitted on the training days with its defaults."""
+    return Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS))
+
+
+def read_part(table: Table, days: list[str], prep: Preprocessor, text: bool = False,
+              dense: bool = True) -> Part:
+    """The transformed rows of `days`, batch by batch; each side's text built as the featurizer
+    builds it (`embeddings.text`), each distinct text kept once."""
+    keep = (*METRIC_KEYS, "dense") if dense else METRIC_KEYS
+    columns = [*REQUIRED_COLUMNS, *(TEXT_COLUMNS if text else ())]
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    uniques = {side: UniqueTexts() for side in SIDE_TEXTS} if text else {}
     codes = {side: [] for side in uniques}
     for batch in table.batches(days, columns):
         if batch.num_rows == 0:
             continue
-        matrices.append(
-            np.stack([_numpy(batch.column(c), 0, np.float32) for c in dense_cols], axis=1)
-            if dense_cols
-            else np.zeros((batch.num_rows, 0), np.float32)
-        )
-        scene.append(_numpy(batch.column("scene"), -1, np.int64))
-        label.append(_numpy(batch.column("label"), 0, np.float32))
-        users.append(_ids(batch, "user_id"))
-        items.append(_ids(batch, "item_id"))
+        transformed = prep.transform(batch)
+        for k in keep:
+            arrays[k].append(transformed[k])
         for side, u in uniques.items():
-            codes[side].append(u.add(joined_text(batch, TEXT_SIDES[side])))
-    if not label:
+            codes[side].append(u.add(pa.array(SIDE_TEXTS[side](batch), pa.string())))
+    if not arrays["label"]:
         raise TrainerError(f"empty split: no rows on day(s) {', '.join(days)}")
-    return Part(
-        dense=np.concatenate(matrices),
-        scene=np.concatenate(scene),
-        label=np.concatenate(label),
-        user_id=pa.chunked_array(users, pa.string()),
-        item_id=pa.chunked_array(items, pa.string()),
-        text={side: (u, np.concatenate(codes[side])) for side, u in uniques.items()},
-    )
-
-
-def _train_counts(ids: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    vc = pc.value_counts(ids)
-    return vc.field("values"), vc.field("counts").to_numpy()
-
-
-def _counts_of(ids: pa.ChunkedArray, counts: tuple[pa.Array, np.ndarray]) -> np.ndarray:
-    keys, n = counts
-    idx = _numpy(pc.index_in(ids, value_set=keys), -1, np.int64)
-    return np.where(idx >= 0, n[np.maximum(idx, 0)], 0)
-
-
-@dataclass
-class Slicer:
-    """What the metrics slice by, fitted on the training days: scene index and id counts."""
-
-    scenes: list[int]
-    user_counts: tuple[pa.Array, np.ndarray]
-    item_counts: tuple[pa.Array, np.ndarray]
-
-    @classmethod
-    def fit(cls, train: Part) -> Slicer:
-        return cls(
-            sorted(int(s) for s in np.unique(train.scene) if s >= 0),
-            _train_counts(train.user_id),
-            _train_counts(train.item_id),
-        )
-
-    def scene_index(self, scene: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self.scenes, scene)
-        known = (idx < len(self.scenes)) & (
-            np.asarray(self.scenes)[np.minimum(idx, len(self.scenes) - 1)] == scene
-        )
-        if not known.all():
-            unknown = sorted(set(scene[~known].tolist()))
-            raise TrainerError(
-                f"scene(s) {unknown} never appear on the training days (known: {self.scenes})"
-            )
-        return idx.astype(np.int64)
-
-    def arrays(self, part: Part) -> dict[str, np.ndarray]:
-        """The arrays `trainer.metrics.evaluate` reads, built as `Preprocessor.transform` builds them."""
-        return {
-            "label": part.label,
-            "scene": self.scene_index(part.scene),
-            "cold_user": cold_bucket(_counts_of(part.user_id, self.user_counts)),
-            "cold_item": cold_bucket(_counts_of(part.item_id, self.item_counts)),
-            # GAUC's user key, hashed as the neural runs hash it
-            "user_key": stable_hash(part.user_id.to_numpy(zero_copy_only=False)).view(np.int64),
-        }
+    return Part({k: np.concatenate(v) for k, v in arrays.items()},
+                {side: (u, np.concatenate(codes[side])) for side, u in uniques.items()})
 
 
 # ---------------------------------------------------------------------------- text components
@@ -223,12 +153,12 @@ def text_features(part: Part, fitted: dict[str, TextComponents]) -> np.ndarray:
 def feature_names(text: bool) -> list[str]:
     names = [*DENSE_COLUMNS, "scene"]
     if text:
-        names += [f"{side}_text_svd_{k}" for side in TEXT_SIDES for k in range(N_COMPONENTS)]
+        names += [f"{side}_text_svd_{k}" for side in SIDE_TEXTS for k in range(N_COMPONENTS)]
     return names
 
 
-def _features(part: Part, slicer: Slicer, fitted) -> np.ndarray:
-    blocks = [part.dense, slicer.scene_index(part.scene).astype(np.float32)[:, None]]
+def _features(part: Part, fitted) -> np.ndarray:
+    blocks = [part.arrays["dense"], part.arrays["scene"].astype(np.float32)[:, None]]
     if fitted is not None:
         blocks.append(text_features(part, fitted))
     return np.concatenate(blocks, axis=1)
@@ -250,8 +180,9 @@ def _existing(out_dir: Path | None) -> dict | None:
     """An out_dir that already holds metrics.json is a finished run: read back, not retrained."""
     if out_dir is None:
         return None
-    if (out_dir / "metrics.json").is_file():
-        return json.loads((out_dir / "metrics.json").read_text())
+    run = RunDir(out_dir)
+    if run.is_finished():
+        return run.metrics()
     if out_dir.exists():
         raise TrainerError(
             f"run directory {out_dir} exists without metrics.json; remove it or choose another"
@@ -285,17 +216,17 @@ def fit_lightgbm(
     t0 = time.perf_counter()
     table = Table(table_dir, need_text=text)
     _check_split(table, split)
-    parts = {p: read_part(table, split[f"{p}_days"], text) for p in PARTS}
-    slicer = Slicer.fit(parts["train"])
+    prep = fit_preprocessor(table, split)
+    parts = {p: read_part(table, split[f"{p}_days"], prep, text) for p in PARTS}
     fitted = fit_text(parts["train"], seed) if text else None
     names = feature_names(text)
     scene_col = names.index("scene")
 
     def dataset(part: str, reference=None):
-        x = _features(parts[part], slicer, fitted)
+        x = _features(parts[part], fitted)
         return lgb.Dataset(
             x,
-            parts[part].label,
+            parts[part].arrays["label"],
             feature_name=names,
             categorical_feature=[scene_col],
             reference=reference,
@@ -326,15 +257,14 @@ def fit_lightgbm(
         "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
     }
     for part in ("val", "test"):
-        p = booster.predict(_features(parts[part], slicer, fitted), num_iteration=best).astype(
-            np.float64
-        )
-        result[part] = M.evaluate(slicer.arrays(parts[part]), p, slicer.scenes)
+        p = booster.predict(_features(parts[part], fitted), num_iteration=best).astype(np.float64)
+        result[part] = M.evaluate(parts[part].arrays, p, prep.scenes)
     config = {
         "model": name,
+        "config": {"model": name, "table": str(table_dir), "seed": seed, "threads": threads, "text": text},
         "table": str(Path(table_dir).resolve()),
+        "warehouse": warehouse_record(table_dir),
         "split": result["split"],
-        "seed": seed,
         "threads": threads,
         "params": hp,
         "max_rounds": MAX_ROUNDS,
@@ -342,19 +272,19 @@ def fit_lightgbm(
         "best_iteration": best,
         "best_val_auc": booster.best_score.get("val", {}).get("auc"),
         "features": names,
-        "scenes": slicer.scenes,
+        "scenes": prep.scenes,
         "rows": {p: len(parts[p]) for p in PARTS},
         "seconds": round(time.perf_counter() - t0, 1),
         "lightgbm": lgb.__version__,
     }
     if out_dir is not None:
-        with atomic_path(out_dir, directory=True) as tmp:
-            write_json(tmp / "config.json", config)
-            booster.save_model(str(tmp / "model.txt"), num_iteration=best)
+        with RunDir.create(out_dir) as run:
+            run.write_config(config)
+            booster.save_model(str(run.file("model.txt")), num_iteration=best)
             for side, comp in (fitted or {}).items():
-                comp.save(tmp / f"text_svd_{side}")
-            write_json(tmp / "metrics.json", result)
-            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+                comp.save(run.file(f"text_svd_{side}"))
+            run.write_metrics(result)
+            run.write_cold_start(M.cold_start_markdown(result))
     return result
 
 
@@ -379,9 +309,9 @@ def find_truth(table_dir, truth=None) -> Path | None:
     if raw:
         raw = Path(raw)
         candidates.append((raw.parent if raw.is_file() else raw) / "truth.parquet")
-    table_dir = Path(table_dir).resolve()
-    if table_dir.parent.name.endswith(".db"):
-        candidates.append(table_dir.parent.parent.parent / "raw" / "truth.parquet")
+    schema_dir = schema_dir_of(table_dir)
+    if schema_dir is not None:  # the warehouse's parent holds raw/ beside it
+        candidates.append(schema_dir.parent.parent / "raw" / "truth.parquet")
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -453,14 +383,14 @@ def oracle_metrics(table_dir, split: dict, truth_path) -> dict:
     """The metrics.json dict of scoring every val / test row with its true click probability."""
     table = Table(table_dir)
     _check_split(table, split)
-    slicer = Slicer.fit(read_part(table, split["train_days"], dense=False))
+    prep = fit_preprocessor(table, split)
     result = {
         "model": "oracle",
         "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
     }
     for part in ("val", "test"):
         days = split[f"{part}_days"]
-        rows = read_part(table, days, dense=False)  # a clear error first if the days hold no rows
+        rows = read_part(table, days, prep, dense=False)  # a clear error first if the days hold no rows
         p = _truth_for(_keys_table(table, days), Path(truth_path), days)
-        result[part] = M.evaluate(slicer.arrays(rows), p, slicer.scenes)
+        result[part] = M.evaluate(rows.arrays, p, prep.scenes)
     return result

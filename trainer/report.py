@@ -1,10 +1,12 @@
 """`python -m trainer report RUN_DIR|LADDER_DIR`: one self-contained `report.html` beside a run or a ladder.
 
 The page embeds every figure as a base64 PNG (so it opens from disk, mailed or copied alone) and
-also writes each PNG beside it (`report_<figure>.png`). A run page reads `metrics.json` (the
-numbers in its tables come from there and nowhere else), `config.json`, `history.json` and the
-per-row `scores_val.parquet` / `scores_test.parquet` (ROC, reliability and alpha plots); a ladder
-page reads `ladder.json`. Any optional piece that is missing is named on the page instead.
+also writes each PNG beside it (`report_<figure>.png`). A run page reads the run through
+`trainer.artifacts.RunDir`: its metrics (the numbers in its tables come from there and nowhere
+else), config, history and the per-row scores of the validation and test days (ROC, reliability
+and alpha plots); a ladder page reads `ladder.json`. Both link the data-quality result of the
+warehouse the run (the ladder) read, as it was recorded when it ran. Any optional piece that is
+missing is named on the page instead.
 
 Figures use matplotlib's object API (`matplotlib.figure.Figure`, rendered by Agg), never pyplot,
 so no global backend or figure state is touched.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +27,10 @@ from matplotlib.figure import Figure
 from m2ctr.schema import COLD_BUCKETS
 
 from . import metrics as M
+from .artifacts import RunDir, read_json, write_text_atomic
 from .data import TrainerError
 
 REPORT_NAME = "report.html"
-DATA_DOCS = Path("reports") / "data_quality" / "data_docs" / "index.html"
 PARTS = ("val", "test")
 PART_TITLES = {"val": "validation", "test": "test"}
 SCORE_COLUMNS = ("label", "probability", "scene", "cold_user", "cold_item")
@@ -51,11 +52,7 @@ def write_report(path: str | Path) -> Path:
         body, title = _run_page(path)
     else:
         raise TrainerError(f"{path} is neither a run (metrics.json) nor a ladder (ladder.json)")
-    out = path / REPORT_NAME
-    tmp = path / f".{REPORT_NAME}.partial-{os.getpid()}"
-    tmp.write_text(_document(title, body), encoding="utf-8")
-    os.replace(tmp, out)  # a reader never sees half a page
-    return out
+    return write_text_atomic(path / REPORT_NAME, _document(title, body))
 
 
 # ---------------------------------------------------------------------------- page pieces
@@ -145,43 +142,61 @@ class _Figures:
         return f'<img src="data:image/png;base64,{b64}" alt="{_e(alt)}" data-file="{_e(file)}">'
 
 
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrainerError(f"cannot read {what} {path}: {e}") from None
+def _data_quality(record: dict | None, directory: Path) -> str:
+    """The data-quality result of the warehouse the run read, as recorded when it ran, or a note."""
+    if not record:
+        return _note("This run did not record the warehouse it read (written before runs recorded it): "
+                     "no data-quality result to show.")
+    dq = record.get("data_quality")
+    if not dq:
+        where = record.get("schema_dir")
+        if where is None:
+            return _note(f"No data-quality result: the table {record.get('table')} is not in a warehouse "
+                         "(<warehouse>/<schema>.db/<model>).")
+        return _note(f"No data-quality result for the warehouse this run read ({where}) when it ran; "
+                     "`make quality` (python -m expectations validate) writes one.")
+    verdict = "passed" if dq.get("success") else "FAILED"
+    failed = [name for name, ok in (dq.get("suites") or {}).items() if not ok]
+    text = (f"Data quality of the warehouse this run read: {verdict}"
+            + (f" ({', '.join(failed)})" if failed else "")
+            + f", validated {dq.get('created_at', '?')}")
+    docs = dq.get("data_docs")
+    if docs and Path(docs).is_file():
+        rel = Path(os.path.relpath(Path(docs).resolve(), directory.resolve())).as_posix()
+        return f'<p id="data-quality">{_e(text)}: <a id="data-docs" href="{_e(rel)}">Data Docs</a></p>'
+    return f'<p id="data-quality">{_e(text)} (its Data Docs {_e(docs)} are no longer there).</p>'
 
 
-def _data_docs_link(directory: Path) -> str:
-    """A relative link to the data-quality Data Docs, looked for in the current and the report's parent directories."""
-    for base in (Path.cwd(), *directory.resolve().parents):
-        index = base / DATA_DOCS
-        if index.is_file():
-            rel = os.path.relpath(index, directory.resolve())
-            return (f'<p>Data quality of the warehouse: <a id="data-docs" href="{_e(Path(rel).as_posix())}">'
-                    f"Data Docs ({_e(index)})</a></p>")
-    return _note(f"No data-quality report found ({DATA_DOCS} under the current directory or a parent "
-                 "of this one); `make quality` writes it.")
+def _content_options(config: dict) -> str:
+    """The content side of a run in words: the parts it used, then their settings."""
+    content = config.get("content")
+    if not content:
+        options = config.get("config", {})
+        return "text components (TF-IDF -> SVD)" if options.get("text") else "none"
+    parts = [name for key, name in (("tokens", "tokens"), ("topics", "topics"), ("vectors", "text vectors"),
+                                    ("fallback", "fallback vectors")) if content.get(key)]
+    settings = [f"{k} {v}" for k, v in content.items()
+                if k not in ("tokens", "topics", "vectors", "fallback", "cache_dir", "device", "batch_size")
+                and v is not None]
+    return ", ".join(parts or ["none"]) + (f" ({', '.join(settings)})" if settings else "")
 
 
 # ---------------------------------------------------------------------------- run page
 
 
-def _load_scores(run: Path) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+def _load_scores(run: RunDir) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """{part: {column: array}} for the scores files that are there, and notes on those that are not."""
-    import pyarrow.parquet as pq
-
     scores, notes = {}, []
     for part in PARTS:
-        f = run / f"scores_{part}.parquet"
-        if not f.is_file():
-            notes.append(f"{f.name} is not in this run: the ROC, reliability and alpha plots of "
-                         f"{PART_TITLES[part]} need it (runs written before per-row scores were saved).")
-            continue
+        f = run.scores_path(part)
         try:
-            t = pq.read_table(f)
+            t = run.scores(part)
         except (OSError, ValueError) as e:  # a torn or foreign file (ArrowInvalid): say so, draw the rest
             notes.append(f"cannot read {f.name}: {e}")
+            continue
+        if t is None:
+            notes.append(f"{f.name} is not in this run: the ROC, reliability and alpha plots of "
+                         f"{PART_TITLES[part]} need it (runs written before per-row scores were saved).")
             continue
         missing = [c for c in SCORE_COLUMNS if c not in t.column_names]
         if missing:
@@ -208,10 +223,11 @@ def _check_scores(scores: dict, metrics: dict) -> list[str]:
 
 
 def _run_page(run: Path) -> tuple[list[str], str]:
-    metrics = _read_json(run / "metrics.json", "metrics")
-    config = _read_json(run / "config.json", "config") if (run / "config.json").is_file() else {}
-    history = _read_json(run / "history.json", "history") if (run / "history.json").is_file() else None
-    scores, notes = _load_scores(run)
+    rd = RunDir(run)
+    metrics = rd.metrics()
+    config = rd.config() if rd.file(rd.CONFIG).is_file() else {}
+    history = rd.history()
+    scores, notes = _load_scores(rd)
     notes += _check_scores(scores, metrics)
     figs = _Figures(run)
     model = metrics.get("model", config.get("model", "?"))
@@ -219,13 +235,13 @@ def _run_page(run: Path) -> tuple[list[str], str]:
     scenes = _scene_keys(metrics, parts)
     title = f"Run report: {model}" + ("" if run.name == model else f" ({run.name})")
 
-    body = [f"<h1>{_e(title)}</h1>", _run_meta(run, config), _data_docs_link(run)]
+    body = [f"<h1>{_e(title)}</h1>", _run_meta(run, model, config), _data_quality(config.get("warehouse"), run)]
     body += [_note(n) for n in notes]
 
     body.append("<h2>Headline metrics</h2>")
     body.append(_headline_table(metrics, parts))
     body.append("<h2>Split</h2>")
-    body.append(_split_table(metrics, parts, run))
+    body.append(_split_table(metrics, parts, rd))
 
     body.append("<h2>Per scene</h2>")
     body.append(_per_scene_table(metrics, parts, scenes))
@@ -268,19 +284,20 @@ def _scene_keys(metrics: dict, parts: list[str]) -> list[str]:
     return sorted(keys, key=lambda k: (len(k), k))
 
 
-def _run_meta(run: Path, config: dict) -> str:
-    args = config.get("args", {})
-    bits = [f"run <code>{_e(run.resolve())}</code>"]
-    if config.get("table"):
-        bits.append(f"table <code>{_e(config['table'])}</code>")
-    for label, value in (("seed", config.get("seed")), ("max epochs", config.get("epochs")),
-                         ("device", config.get("device")), ("threads", config.get("threads"))):
-        if value is not None:
-            bits.append(f"{label} {_e(value)}")
-    flags = [f for f in ("text", "fallback", "tokens") if config.get(f) or args.get(f)]
-    if flags:
-        bits.append("with " + ", ".join(flags))
-    return f'<p class="meta">{"; ".join(bits)}</p>'
+def _run_meta(run: Path, model: str, config: dict) -> str:
+    """The run header: what was trained, on what, with which options ("not recorded" where unknown)."""
+    options = config.get("config", {})
+
+    def known(value):
+        return "not recorded" if value is None else value
+
+    rows = [["run", str(run.resolve())], ["model", model], ["seed", known(options.get("seed"))],
+            ["max epochs", known(options.get("epochs"))],
+            ["content", _content_options(config) if config else "not recorded"],
+            ["table", known(config.get("table"))], ["device", known(config.get("device"))],
+            ["threads", known(config.get("threads"))]]
+    return _table("run", ["field", "value"], [[k, _Html(f"<code>{_e(v)}</code>") if k in ("run", "table") else str(v)]
+                                    for k, v in rows])
 
 
 def _cal(block: dict) -> dict:
@@ -304,12 +321,12 @@ def _headline_table(metrics: dict, parts: list[str]) -> str:
     return out
 
 
-def _split_table(metrics: dict, parts: list[str], run: Path) -> str:
+def _split_table(metrics: dict, parts: list[str], run: RunDir) -> str:
     split = metrics.get("split", {})
     rows_known = dict(split.get("rows", {}))
-    prep = run / "preprocessing.json"  # the training-day row count the preprocessing was fitted on
-    if "train" not in rows_known and prep.is_file():
-        n_train = _read_json(prep, "preprocessing").get("n_train_rows")
+    prep = run.preprocessing()  # the training-day row count the preprocessing was fitted on
+    if "train" not in rows_known and prep is not None:
+        n_train = prep.get("n_train_rows")
         if n_train is not None:
             rows_known["train"] = n_train
     rows = []
@@ -564,7 +581,7 @@ def _cell(stat: dict | None) -> str:
 
 
 def _ladder_page(ladder: Path) -> tuple[list[str], str]:
-    doc = _read_json(ladder / "ladder.json", "ladder")
+    doc = read_json(ladder / "ladder.json", "ladder")
     table = doc.get("test_auc") or {}
     if not table:
         raise TrainerError(f"{ladder / 'ladder.json'} has no test_auc entries")
@@ -577,7 +594,7 @@ def _ladder_page(ladder: Path) -> tuple[list[str], str]:
     meta = (f'<p class="meta">ladder <code>{_e(ladder.resolve())}</code>; table '
             f'<code>{_e(doc.get("table", "?"))}</code>; seeds {_e(seeds)}; '
             "test AUC, mean ± sample std over seeds.</p>")
-    body = [f"<h1>{_e(title)}</h1>", meta, _data_docs_link(ladder)]
+    body = [f"<h1>{_e(title)}</h1>", meta, _data_quality(doc.get("warehouse"), ladder)]
     split = doc.get("split", {})
     if split:
         body.append("<p>Split: " + "; ".join(

@@ -1,11 +1,9 @@
 """fit / evaluate / predict: the training loop, the run directory and its artifacts.
 
 `fit` is three steps: `prepare` (table, split, fitted preprocessing and content side, model input
-spec), `build` (the model) and `train_and_write` (the loop, metrics, the run directory). A run
-directory holds config.json (the FitConfig, the input spec, the split), model.safetensors, the
-fitted preprocessing (JSON and Parquet; the content side's own files when the run uses text),
-metrics.json, history.json, the scores of the validation and test rows and cold_start.md. It is
-written under a hidden temporary name next to its final place and renamed only once complete.
+spec), `build` (the model) and `train_and_write` (the loop, metrics, the run directory). What a run
+directory holds, and how it is written whole or not at all, is `trainer.artifacts.RunDir`'s; this
+module only says what goes in.
 """
 
 from __future__ import annotations
@@ -25,13 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+from embeddings.options import TextConfig
 
 from . import calibration as C
 from . import distributed
 from . import metrics as M
-from .artifacts import atomic_path, write_json
+from .artifacts import RunDir, atomic_path, warehouse_record
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
@@ -48,6 +47,7 @@ from .data import (
     training_shard,
 )
 from .models import MODELS
+from .models.layers import check_hyperparameters
 
 # Per-row arrays that stay on the numpy side: the metrics group by them, the model never sees them.
 HOST_ONLY = ("user_key",)
@@ -190,21 +190,12 @@ class Prepared:
         return self.prep.state["n_train_rows"] if self.refresh_rows is None else self.refresh_rows
 
 
-def content_config(cfg: FitConfig, uses_text: bool) -> dict | None:
-    """The content side a run uses, or None: tokens, text components, vectors and fallback vectors."""
-    vectors = cfg.text or uses_text
-    fallback = cfg.fallback or uses_text
-    tokens = cfg.tokens or uses_text
-    topics = cfg.topics or uses_text
-    if cfg.fallback and not vectors:
+def content_config(cfg: FitConfig, uses_text: bool) -> TextConfig | None:
+    """The content side a run uses, or None: every part for a model that uses text, else those asked for."""
+    content = cfg.content.with_all_parts() if uses_text else cfg.content
+    if content.fallback and not content.vectors:
         raise TrainerError("--fallback needs --text (or a model that uses text)")
-    if not (vectors or tokens or topics):
-        return None
-    return {"vectors": vectors, "fallback": fallback, "tokens": tokens, "topics": topics, "topic_dim": cfg.topic_dim,
-            "text_model": cfg.text_model, "pooling": cfg.pooling, "whiten_dim": cfg.whiten_dim,
-            "sentence_model": cfg.sentence_model, "cache_dir": cfg.cache_dir, "encoder_backend": cfg.encoder_backend,
-            "token_min_count": cfg.token_min_count, "token_max_vocab": cfg.token_max_vocab,
-            "token_buckets": cfg.token_buckets, "tokens_per_field": cfg.tokens_per_field}
+    return content if content.any_part() else None
 
 
 def simulation_config(cfg: FitConfig) -> ColdStartSimulation:
@@ -287,6 +278,7 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
 
 def build(cfg: FitConfig, spec: dict) -> torch.nn.Module:
     try:
+        check_hyperparameters(MODELS[cfg.model], cfg.model, cfg.hp)
         return MODELS[cfg.model](spec, **cfg.hp)
     except (TypeError, ValueError) as e:
         raise TrainerError(f"cannot build {cfg.model}: {e}") from None
@@ -396,6 +388,7 @@ def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
         "split": p.split,
         "parent": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
         "table": str(Path(cfg.table).resolve()),
+        "warehouse": warehouse_record(cfg.table),
         "threads": p.threads,
         "device": str(p.device),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "pyarrow": pa.__version__},
@@ -414,11 +407,11 @@ def training_ctr(p: Prepared) -> dict:
             "per_scene": {i: float(clicks[i] / rows[i]) for i in range(len(rows)) if rows[i]}}
 
 
-def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run_dir: Path | None = None,
+def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
                     calibration: str | C.Calibration = "none") -> tuple[dict, C.Calibration]:
     """metrics.json for the validation and test days, and the calibration its probabilities went
     through: a method name fits one on the validation rows, a Calibration is applied as it is. The
-    per-row scores, calibrated and raw, go to `run_dir`."""
+    per-row scores, calibrated and raw, go to `run`."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
@@ -441,17 +434,18 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability", "probability_raw")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
-        if run_dir is not None:
-            write_scores(run_dir / f"scores_{part}.parquet", rows, p.spec["scenes"])
+        if run is not None:
+            run.write_scores(part, score_columns(rows, p.spec["scenes"]))
     if extras_summary:
         result["extras"] = extras_summary
     return result, calibration
 
 
-def write_scores(path: Path, rows: dict, scenes: list[int]) -> None:
+def score_columns(rows: dict, scenes: list[int]) -> dict:
+    """The columns of a scores file: every scored array but the user key, scenes as their values."""
     columns = {k: v for k, v in rows.items() if k != "user_key"}
     columns["scene"] = np.asarray(scenes)[rows["scene"]]
-    pq.write_table(pa.table(columns), path)
+    return columns
 
 
 def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
@@ -461,21 +455,21 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
         print(f"{cfg.model}: train {p.n_train_rows:,} rows ({', '.join(p.split['train_days'])}); "
               f"{n_params:,} parameters on {p.device}"
               + (f", {p.world.size} processes" if p.world.parallel else ""), file=sys.stderr)
-    writing = atomic_path(out, directory=True) if p.world.is_main else contextlib.nullcontext(None)
-    with writing as tmp:
-        if tmp is not None:
-            write_json(tmp / "config.json", run_config(cfg, p, model))
-            p.prep.save(tmp)
+    writing = RunDir.create(out) if p.world.is_main else contextlib.nullcontext(None)
+    with writing as run:
+        if run is not None:
+            run.write_config(run_config(cfg, p, model))
+            p.prep.save(run)
             if p.features.featurizer is not None:
-                p.features.featurizer.save(tmp)
+                p.features.featurizer.save(run.path)
         history = train_loop(model, p, cfg)
-        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, tmp, cfg.calibration)
-        if tmp is not None:
-            calibration.save(tmp)
-            write_json(tmp / "history.json", history)
-            save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-            write_json(tmp / "metrics.json", result)
-            (tmp / "cold_start.md").write_text(M.cold_start_markdown(result))
+        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run, cfg.calibration)
+        if run is not None:
+            calibration.save(run.path)
+            run.write_history(history)
+            run.write_weights(model.state_dict())
+            run.write_metrics(result)
+            run.write_cold_start(M.cold_start_markdown(result))
     p.world.barrier()  # no rank returns before the run directory is in place
     if p.world.is_main:
         print(f"run written to {out}", file=sys.stderr)
@@ -514,22 +508,24 @@ class Run:
 
 
 def load_run(run_dir: Path, device_name: str | None = None) -> Run:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "model.safetensors").is_file():
-        raise TrainerError(f"{run_dir} is not a complete run directory (config.json, model.safetensors)")
-    cfg = json.loads((run_dir / "config.json").read_text())
+    rd = RunDir(run_dir)
+    if not rd.file(rd.CONFIG).is_file() or not rd.has_weights():
+        raise TrainerError(f"{run_dir} is not a complete run directory ({rd.CONFIG}, {rd.WEIGHTS})")
+    cfg = rd.config()
+    if "spec" not in cfg:
+        raise TrainerError(f"{run_dir} is a {cfg['model']} run, not a neural one: it has no model input spec")
     torch.set_num_threads(cfg["threads"])  # same thread count, same floating-point sums
     saved_on_cuda = cfg["device"].startswith("cuda") and torch.cuda.is_available()
     device = resolve_device(device_name or ("cuda" if saved_on_cuda else "cpu"))
-    prep = Preprocessor.load(run_dir)
+    prep = Preprocessor.load(rd)
     featurizer = None
-    if cfg["content"] is not None:
+    if cfg.get("content") is not None:
         from embeddings import TextFeaturizer
 
-        featurizer = TextFeaturizer.load(run_dir)
+        featurizer = TextFeaturizer.load(rd.path)
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
-    model.load_state_dict(load_file(run_dir / "model.safetensors"))
-    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.load(run_dir))
+    model.load_state_dict(rd.weights())
+    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.load(rd.path))
 
 
 def evaluate(run_dir: Path, table_path: str | None = None) -> dict:

@@ -29,10 +29,16 @@ alpha by itself rather than through a few of many gate inputs. Trained with the 
 simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
 they are at test time. `forward` also returns each row's alpha for its own scene, which the
 trainer summarises by scene and cold bucket.
+
+The backbone is MMoE (Ma et al., KDD 2018, https://doi.org/10.1145/3219819.3220007); dropping a
+row's ids in training so the content side learns to stand in for them follows DropoutNet
+(Volkovs, Yu and Poutanen, "DropoutNet: Addressing Cold Start in Recommender Systems", NeurIPS
+2017, https://papers.nips.cc/paper/7081-dropoutnet-addressing-cold-start-in-recommender-systems).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -42,7 +48,7 @@ from torch import nn
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
 from ..data import NEW_ID
-from .layers import TokenPooling, merge_hparams, mlp, towers
+from .layers import InputSpec, TokenPooling, chosen_hyperparameters, hyperparameters, mlp, towers
 from .mmoe import MMoE
 
 VECTOR_BLOCKS = ("text_user", "text_item", "fb_user", "fb_item", "topic_user", "topic_item")
@@ -53,47 +59,50 @@ MIXES = ("convex", "residual")
 
 class Fusion(nn.Module):
     uses_text = True
-    defaults: ClassVar[dict] = {**MMoE.defaults, "content_dims": [64, 32], "gate_dims": [32],
-                                "cold_dim": 4, "token_dim": 16, "backbone_text": False,
-                                "content_dropout": 0.0, "gate_bias": -2.0, "mix": "convex",
-                                "content_cold": True}
     # The cold-start simulation a fit uses unless told otherwise (trainer.coldstart), chosen on the
     # demo sample's validation day (README, "Cold start"): of p_user/p_item 0/0, 0.1/0.2 and
     # 0.2/0.5, with and without masked history, 0.1/0.2 with masked history scored best.
     cold_start: ClassVar[dict] = {"p_user": 0.1, "p_item": 0.2, "mask_history": True}
 
-    def __init__(self, spec: dict, **hparams):
+    def __init__(self, spec: InputSpec, *,
+                 # the MMoE backbone's
+                 emb_dim: int = 16, n_experts: int = 4, expert_dims: Sequence[int] = (128, 64),
+                 tower_dims: Sequence[int] = (32,),
+                 # the content tower and the gate
+                 content_dims: Sequence[int] = (64, 32), gate_dims: Sequence[int] = (32,), cold_dim: int = 4,
+                 token_dim: int = 16, backbone_text: bool = False, content_dropout: float = 0.0,
+                 gate_bias: float = -2.0, mix: str = "convex", content_cold: bool = True):
         super().__init__()
-        self.hparams = hp = merge_hparams(self.defaults, hparams, "fusion")
-        if hp["mix"] not in MIXES:
-            raise ValueError(f"fusion mix must be one of {', '.join(MIXES)}, got {hp['mix']!r}")
+        self.hparams = hp = chosen_hyperparameters(self, locals())
+        if mix not in MIXES:
+            raise ValueError(f"fusion mix must be one of {', '.join(MIXES)}, got {mix!r}")
         blocks = spec.get("blocks", {})
         self.vector_blocks = [b for b in VECTOR_BLOCKS if b in blocks]
-        self.tokens = TokenPooling(spec["tokens"], hp["token_dim"]) if spec.get("tokens") else None
+        self.tokens = TokenPooling(spec["tokens"], token_dim) if spec.get("tokens") else None
         if not self.vector_blocks and self.tokens is None:
             raise ValueError(f"fusion needs text blocks {VECTOR_BLOCKS} or tokens in its spec, got {list(blocks)}")
         self.pairs = [(u, i) for u, i in PAIRS if u in blocks and i in blocks and blocks[u] == blocks[i]]
         self.n_scenes = spec["n_scenes"]
 
         backbone_spec = {**spec, "tokens": None}
-        if not hp["backbone_text"]:
+        if not backbone_text:
             backbone_spec["blocks"] = {}
-        self.backbone = MMoE(backbone_spec, **{k: hp[k] for k in MMoE.defaults})
-        self.dropout = nn.Dropout(hp["content_dropout"])
+        self.backbone = MMoE(backbone_spec, **{k: hp[k] for k in hyperparameters(MMoE)})
+        self.dropout = nn.Dropout(content_dropout)
         # dense parameters, not embedding tables: every row reads them, so they take the dense rate
-        self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), hp["cold_dim"]) * 0.05)
+        self.cold = nn.Parameter(torch.randn(len(COLD_KEYS), len(COLD_BUCKETS), cold_dim) * 0.05)
         self.cold_bias = nn.Parameter(torch.zeros(len(COLD_BUCKETS), len(COLD_BUCKETS), self.n_scenes))
         self.new_bias = nn.Parameter(torch.zeros(2, 2, self.n_scenes))
         self.d_text = ((self.tokens.out_dim if self.tokens else 0)
                        + sum(blocks[b] for b in self.vector_blocks)
                        + sum(blocks[u] + 1 for u, _ in self.pairs))  # product and cosine
-        d_content = self.d_text + len(COLD_KEYS) * hp["cold_dim"]
+        d_content = self.d_text + len(COLD_KEYS) * cold_dim
         # content_cold=False: the tower reads the text alone, so only alpha can say how far the
         # text is to be trusted for a row of a given cold state
-        self.content = towers(self.n_scenes, d_content if hp["content_cold"] else self.d_text,
-                              hp["content_dims"])
-        self.gate = mlp(d_content, hp["gate_dims"], out=self.n_scenes)
-        nn.init.constant_(self.gate[-1].bias, hp["gate_bias"])
+        self.content = towers(self.n_scenes, d_content if content_cold else self.d_text,
+                              list(content_dims))
+        self.gate = mlp(d_content, list(gate_dims), out=self.n_scenes)
+        nn.init.constant_(self.gate[-1].bias, gate_bias)
 
     def content_input(self, batch) -> torch.Tensor:
         """The content side of each row [B, d_content]."""

@@ -3,7 +3,9 @@ expert/tower stacks."""
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -162,14 +164,37 @@ def towers(n_scenes: int, d_in: int, dims: list[int]) -> BatchedMLP:
     return BatchedMLP(n_scenes, d_in, [*dims, 1], last_activation=False)
 
 
-def merge_hparams(defaults: dict, given: dict, model: str) -> dict:
-    unknown = sorted(set(given) - set(defaults))
+class InputSpec(TypedDict):
+    """What a model's input holds, from the fitted preprocessing and content side (trainer.train)."""
+
+    n_dense: int  # standardised dense columns
+    id_fields: list[str]  # user_id, item_id
+    id_cardinalities: list[int]  # rows of each field's id table
+    n_scenes: int
+    scenes: list[int]  # scene values, in the order of the logits' columns
+    blocks: dict[str, int]  # extra float blocks (text_user, fb_item, ...) and their widths
+    tokens: dict | None  # the content-id table (n_tokens, per_field, fields per side), or None
+    cold_signals: bool  # the batch has the point-in-time cold buckets hist_user, hist_item
+
+
+def hyperparameters(model: type[nn.Module]) -> dict[str, object]:
+    """A model's hyperparameters with their defaults: the keyword-only arguments of its __init__."""
+    params = inspect.signature(model.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+def check_hyperparameters(model: type[nn.Module], name: str, given: dict) -> None:
+    known = hyperparameters(model)
+    unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ValueError(
-            f"model {model} has no hyperparameter {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(defaults))})"
-        )
-    return {**defaults, **given}
+        raise ValueError(f"model {name} has no hyperparameter {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+
+
+def chosen_hyperparameters(model: nn.Module, values: dict) -> dict:
+    """The hyperparameters a model was built with, JSON-ready (for config.json and reloading)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in values.items() if k in hyperparameters(type(model))}
 
 
 def mix(gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:

@@ -1,32 +1,35 @@
 """MMoE: K shared experts, one softmax gate and one tower per scene.
 
 All experts run as one batched op and all towers as another, so the cost of a
-step does not grow with Python-level loops over experts or scenes.
+step does not grow with Python-level loops over experts or scenes. The scenes are
+the tasks of: Ma, Zhao, Yi, Chen, Hong and Chi, "Modeling Task Relationships in
+Multi-task Learning with Multi-gate Mixture-of-Experts", KDD 2018
+(https://doi.org/10.1145/3219819.3220007).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .layers import BatchedMLP, Inputs, merge_hparams, mix, towers
+from .layers import BatchedMLP, Inputs, InputSpec, chosen_hyperparameters, mix, towers
 
 
 class MMoE(nn.Module):
     uses_text = False
-    defaults: ClassVar[dict] = {"emb_dim": 16, "n_experts": 4, "expert_dims": [128, 64], "tower_dims": [32]}
 
-    def __init__(self, spec: dict, **hparams):
+    def __init__(self, spec: InputSpec, *, emb_dim: int = 16, n_experts: int = 4,
+                 expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (32,)):
         super().__init__()
-        self.hparams = hp = merge_hparams(self.defaults, hparams, "mmoe")
-        self.n_scenes, self.n_experts = spec["n_scenes"], hp["n_experts"]
-        self.inputs = Inputs(spec, hp["emb_dim"])
+        self.hparams = chosen_hyperparameters(self, locals())
+        self.n_scenes, self.n_experts = spec["n_scenes"], n_experts
+        self.inputs = Inputs(spec, emb_dim)
         d_in = self.inputs.out_dim
-        self.experts = BatchedMLP(self.n_experts, d_in, hp["expert_dims"])
+        self.experts = BatchedMLP(self.n_experts, d_in, list(expert_dims))
         self.gates = nn.Linear(d_in, self.n_scenes * self.n_experts)
-        self.towers = towers(self.n_scenes, self.experts.out_dim, hp["tower_dims"])
+        self.towers = towers(self.n_scenes, self.experts.out_dim, list(tower_dims))
 
     def forward(self, batch):
         emb, rest = self.inputs.parts(batch)

@@ -3,17 +3,28 @@
 Each extraction layer holds `n_shared` shared experts and `n_specific` experts
 per scene, all computed in one batched op. Scene s's gate mixes its own experts
 with the shared ones; a shared gate mixes every expert into the input of the
-shared experts of the next layer (not needed after the last layer).
+shared experts of the next layer (not needed after the last layer). Scenes are
+the tasks of: Tang, Liu, Zhao and Gong, "Progressive Layered Extraction (PLE): A
+Novel Multi-Task Learning (MTL) Model for Personalized Recommendations", RecSys
+2020 (https://doi.org/10.1145/3383313.3412236).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .layers import BatchedLinear, BatchedMLP, Inputs, merge_hparams, mix, towers
+from .layers import (
+    BatchedLinear,
+    BatchedMLP,
+    Inputs,
+    InputSpec,
+    chosen_hyperparameters,
+    mix,
+    towers,
+)
 
 
 class Extraction(nn.Module):
@@ -62,31 +73,24 @@ class Extraction(nn.Module):
 
 class PLE(nn.Module):
     uses_text = False
-    defaults: ClassVar[dict] = {
-        "emb_dim": 16,
-        "n_levels": 1,
-        "n_specific": 1,
-        "n_shared": 2,
-        "expert_dims": [128, 64],
-        "tower_dims": [32],
-    }
 
-    def __init__(self, spec: dict, **hparams):
+    def __init__(self, spec: InputSpec, *, emb_dim: int = 16, n_levels: int = 1, n_specific: int = 1,
+                 n_shared: int = 2, expert_dims: Sequence[int] = (128, 64), tower_dims: Sequence[int] = (32,)):
         super().__init__()
-        self.hparams = hp = merge_hparams(self.defaults, hparams, "ple")
-        if hp["n_levels"] < 1:
+        self.hparams = chosen_hyperparameters(self, locals())
+        if n_levels < 1:
             raise ValueError("ple needs n_levels >= 1")
-        self.inputs = Inputs(spec, hp["emb_dim"])
+        self.inputs = Inputs(spec, emb_dim)
         d, levels = self.inputs.out_dim, []
-        for level in range(hp["n_levels"]):
+        for level in range(n_levels):
             layer = Extraction(
-                spec["n_scenes"], hp["n_specific"], hp["n_shared"], d, hp["expert_dims"],
-                first=level == 0, last=level == hp["n_levels"] - 1,
+                spec["n_scenes"], n_specific, n_shared, d, list(expert_dims),
+                first=level == 0, last=level == n_levels - 1,
             )
             levels.append(layer)
             d = layer.out_dim
         self.levels = nn.ModuleList(levels)
-        self.towers = towers(spec["n_scenes"], d, hp["tower_dims"])
+        self.towers = towers(spec["n_scenes"], d, list(tower_dims))
 
     def forward(self, batch):
         x = self.inputs.parts(batch)  # the first experts' input gradient skips the float inputs

@@ -21,14 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from m2ctr.schema import ITEM_FEATURES, PAIR_FEATURES, SCENES, USER_FEATURES
-
-from ..data import TrainerError
+from m2ctr.warehouse import ITEM_SNAPSHOT, PAIR_SNAPSHOT, USER_SNAPSHOT, schema_dir, table_path
+from trainer.data import TrainerError
 
 # model -> (its key columns, the training_samples columns it holds)
 SNAPSHOT_MODELS = {
-    "user_features_snapshot": (("user_id",), USER_FEATURES),
-    "item_features_snapshot": (("item_id",), ITEM_FEATURES),
-    "user_item_snapshot": (("user_id", "item_id"), PAIR_FEATURES),
+    USER_SNAPSHOT: (("user_id",), USER_FEATURES),
+    ITEM_SNAPSHOT: (("item_id",), ITEM_FEATURES),
+    PAIR_SNAPSHOT: (("user_id", "item_id"), PAIR_FEATURES),
 }
 AS_OF_COLUMN = "date"
 
@@ -164,11 +164,11 @@ class PairFeatures:
 class Snapshot:
     """The three snapshot tables of one warehouse schema, and their common as-of date."""
 
-    def __init__(self, warehouse_dir: str | Path, schema: str = "m2ctr"):
-        self.path = Path(warehouse_dir) / f"{schema}.db"
+    def __init__(self, warehouse_dir: str | Path | None = None, schema: str | None = None):
+        self.path = schema_dir(warehouse_dir, schema)
         tables, days = {}, {}
         for model, (keys, columns) in SNAPSHOT_MODELS.items():
-            path = self.path / model
+            path = table_path(model, warehouse_dir, schema)
             scene = () if len(keys) > 1 else ("scene",)
             tables[model] = read_orc(path, [*keys, *scene, AS_OF_COLUMN, *columns])
             days[model] = _as_of(tables[model], path)

@@ -1,4 +1,5 @@
-"""Online scoring: `python -m trainer serve RUN_DIR`, a FastAPI + uvicorn service.
+"""Online scoring, a stage of its own beside the trainer: `python -m serving RUN_DIR` (also
+`python -m trainer serve RUN_DIR`), a FastAPI + uvicorn service over a run and the warehouse's snapshot.
 
 payload   the request and response bodies, from the raw column lists of m2ctr.schema
 snapshot  the warehouse's online feature snapshot, in memory and indexed

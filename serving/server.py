@@ -1,4 +1,5 @@
-"""`python -m trainer serve RUN_DIR`: load a run and the warehouse's snapshot, serve them with uvicorn.
+"""`python -m serving RUN_DIR` (or `python -m trainer serve RUN_DIR`): load a run and the
+warehouse's snapshot, serve them with uvicorn.
 
 Only safetensors, JSON and Parquet are read from the run directory (`load_run`); nothing there is
 imported or unpickled. The snapshot is read once at start-up and held in memory, indexed.
@@ -12,7 +13,9 @@ import socket
 import sys
 from pathlib import Path
 
-from ..data import TrainerError
+from m2ctr.argtypes import positive
+from m2ctr.warehouse import schema_name, warehouse_dir
+from trainer.data import TrainerError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -23,11 +26,11 @@ DEFAULT_MAX_TEXTS = 200_000
 
 
 def default_warehouse() -> str:
-    return os.environ.get("CTR_WAREHOUSE_DIR", "data/warehouse")
+    return str(warehouse_dir())
 
 
 def default_schema() -> str:
-    return os.environ.get("CTR_SCHEMA", "m2ctr")
+    return schema_name()
 
 
 RUNTIMES = ("torch", "onnx")
@@ -40,7 +43,7 @@ def onnx_graph(run_dir: Path, onnx_dir: str | Path | None) -> Path:
     import shutil
     import tempfile
 
-    from ..export import export
+    from trainer.export import export
 
     if onnx_dir is not None:
         return Path(onnx_dir)
@@ -59,8 +62,8 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
     import torch
 
     from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+    from trainer.train import load_run
 
-    from ..train import load_run
     from .payload import Item, User
     from .scorer import Scorer
     from .snapshot import Snapshot
@@ -136,13 +139,6 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -159,7 +155,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one "
                    "(default %(default)s)")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive, default=None,
                    help="torch CPU threads (default: the run's own)")
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="what scores: the run's torch model, or its ONNX export through onnxruntime "
@@ -167,12 +163,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", metavar="DIR", default=None,
                    help="with --runtime onnx: a directory written by `trainer export` "
                    "(default: export the run at start-up)")
-    p.add_argument("--max-texts", type=_positive, default=DEFAULT_MAX_TEXTS,
+    p.add_argument("--max-texts", type=positive, default=DEFAULT_MAX_TEXTS,
                    help="texts met while serving kept per side (user, item) beyond the run's own; the least "
                    "recently used go first (default %(default)s)")
-    p.add_argument("--max-candidates", type=_positive, default=DEFAULT_MAX_CANDIDATES,
+    p.add_argument("--max-candidates", type=positive, default=DEFAULT_MAX_CANDIDATES,
                    help="most items per request; more is a 422 (default %(default)s)")
-    p.add_argument("--max-body-bytes", type=_positive, default=DEFAULT_MAX_BODY_BYTES,
+    p.add_argument("--max-body-bytes", type=positive, default=DEFAULT_MAX_BODY_BYTES,
                    help="largest request body; more is a 413 (default %(default)s)")
     p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
                    help="environment variable holding a bearer token; when it is set, /score and /metadata "
@@ -192,7 +188,7 @@ HELP = "serve a run over HTTP: POST /score ranks candidate items for a user from
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer serve", description=HELP)
+    parser = argparse.ArgumentParser(prog="python -m serving", description=HELP)
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -25,8 +25,8 @@ from m2ctr.schema import (
     TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
 )
+from trainer.train import Run, load_run, score, to_model
 
-from ..train import Run, load_run, score, to_model
 from .server import DEFAULT_MAX_TEXTS
 from .snapshot import Snapshot
 
@@ -51,7 +51,7 @@ class Scorer:
         # runtime "onnx": the exported graph scores (calibration inside it); else the torch model
         self.onnx = None
         if onnx is not None:
-            from ..export import OnnxModel
+            from trainer.export import OnnxModel
 
             self.onnx = OnnxModel(onnx, threads=torch.get_num_threads())
         self.snapshot = snapshot

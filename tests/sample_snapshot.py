@@ -16,8 +16,7 @@ import pyarrow.compute as pc
 from pyarrow import orc
 
 from m2ctr.schema import ITEM_FEATURES, PAIR_FEATURES, SCENES, USER_FEATURES
-
-from .snapshot import SNAPSHOT_MODELS
+from serving.snapshot import SNAPSHOT_MODELS
 
 USER_MODEL, ITEM_MODEL, PAIR_MODEL = SNAPSHOT_MODELS
 
