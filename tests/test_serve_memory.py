@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from pyarrow import orc
-from trainer.serving import load_scorer
-from trainer.serving.payload import Item, User
-from trainer.serving.sample_snapshot import write_sample_snapshot
+from sample_snapshot import write_sample_snapshot
 
 from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
+from serving import load_scorer
+from serving.payload import Item, User
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
 
