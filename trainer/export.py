@@ -161,9 +161,10 @@ def export(run_dir: Path, out: Path) -> Path:
     if out.exists():
         raise TrainerError(f"{out} already exists; choose another --out")
     with atomic_path(out, directory=True) as tmp, warnings.catch_warnings():
-        # The TorchScript exporter warns that it is deprecated and that negative indices would be
-        # wrong; the graph has none, and the parity test holds it to the torch model.
-        warnings.simplefilter("ignore", (UserWarning, DeprecationWarning, FutureWarning))
+        # The TorchScript exporter warns that it is deprecated, that negative indices would be wrong
+        # and that shape checks become constants; the graph has no negative index, its shapes are
+        # fixed by the run, and the parity test holds it to the torch model.
+        warnings.simplefilter("ignore", (UserWarning, DeprecationWarning, FutureWarning, torch.jit.TracerWarning))
         torch.onnx.export(graph, tuple(batch[n] for n in names), str(tmp / GRAPH), input_names=names,
                           output_names=["probability"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={n: {0: "batch"} for n in [*names, "probability"]})
