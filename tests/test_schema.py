@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,10 +106,11 @@ def test_schema_reads_the_dbt_vars_from_an_installed_wheel(tmp_path):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
                    check=True, cwd=tmp_path)
     (wheel,) = wheels.glob("m2ctr-*.whl")
-    prefix = tmp_path / "prefix"
-    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--prefix", str(prefix), str(wheel)],
-                   check=True, cwd=tmp_path)
-    (site,) = prefix.glob("lib/python*/site-packages")
+    # A pure-Python wheel installs by unpacking. `pip install --prefix` would first uninstall the
+    # checkout's own editable m2ctr from the test's environment, and later tests' subprocesses
+    # (torchrun, the service) would no longer import it.
+    prefix = site = tmp_path / "prefix"
+    zipfile.ZipFile(wheel).extractall(site)
     probe = "from m2ctr import schema; print(schema.DBT_PROJECT); print(schema.SCENES)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout.splitlines()
