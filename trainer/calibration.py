@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import logloss
+
 METHODS = ("platt", "isotonic")
 CHOICES = ("auto", "none", *METHODS)
 FILE = "calibration.json"
@@ -33,11 +35,6 @@ TIE_BREAK = 1e-6
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
-
-
-def _logloss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
 def fit_map(method: str, y: np.ndarray, p: np.ndarray) -> dict:
@@ -68,7 +65,7 @@ def _usable(y: np.ndarray) -> bool:
     return len(y) >= MIN_ROWS and 0 < y.sum() < len(y)
 
 
-def out_of_fold_logloss(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray, seed: int = 0) -> float:
+def out_of_foldlogloss(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray, seed: int = 0) -> float:
     """Logloss of `method` on the validation rows, each row calibrated by maps fitted without it."""
     fold = np.random.default_rng(seed).integers(0, FOLDS, len(y))
     out = p.astype(np.float64).copy()
@@ -78,7 +75,7 @@ def out_of_fold_logloss(method: str, y: np.ndarray, p: np.ndarray, scene: np.nda
             held = (scene == s) & (fold == k)
             if held.any() and _usable(y[fit_rows]):
                 out[held] = apply_map(method, fit_map(method, y[fit_rows], p[fit_rows]), p[held])
-    return _logloss(y, out)
+    return logloss(y, out)
 
 
 @dataclass
@@ -126,8 +123,8 @@ def fit(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray) -> Calibra
         return Calibration()
     choice = {}
     if method == "auto":
-        choice = {m: out_of_fold_logloss(m, y, p, scene) for m in METHODS}
-        choice["raw"] = _logloss(y, p)
+        choice = {m: out_of_foldlogloss(m, y, p, scene) for m in METHODS}
+        choice["raw"] = logloss(y, p)
         method = min(METHODS, key=choice.get)
     maps = {int(s): fit_map(method, y[scene == s], p[scene == s])
             for s in np.unique(scene) if _usable(y[scene == s])}
