@@ -43,15 +43,17 @@ from m2ctr.schema import HISTORY_KEYS, WARM
 class TextFeaturizer:
     def __init__(self, cfg: Mapping | TextConfig | None = None):
         self.cfg = c = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
-        self.vectors = VectorBlock(CachedEncoder(HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size,
-                                                           c.device, c.encoder_backend), c.cache_dir),
-                                   c.whiten_dim) if c.vectors else None
-        self.fallback = FallbackBlock(CachedEncoder(SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size,
-                                                                    c.device, c.encoder_backend),
-                                                    c.cache_dir)) if c.fallback else None
-        self.topics = TopicBlock(c.topic_dim) if c.topics else None
-        self.tokens = TokenBlock(c.token_min_count, c.token_max_vocab, c.token_buckets,
-                                 c.tokens_per_field) if c.tokens else None
+        self.vectors = self.fallback = self.topics = self.tokens = None
+        if c.vectors:
+            text = HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
+            self.vectors = VectorBlock(CachedEncoder(text, c.cache_dir), c.whiten_dim)
+        if c.fallback:
+            sentence = SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
+            self.fallback = FallbackBlock(CachedEncoder(sentence, c.cache_dir))
+        if c.topics:
+            self.topics = TopicBlock(c.topic_dim)
+        if c.tokens:
+            self.tokens = TokenBlock(c.token_min_count, c.token_max_vocab, c.token_buckets, c.tokens_per_field)
         # the parts in the order a table row holds them and `gather` hands them on
         self.parts = [p for p in (self.vectors, self.fallback, self.topics, self.tokens) if p is not None]
         self.tables = {side: TextTable() for side in SIDES}

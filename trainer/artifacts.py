@@ -30,9 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 
+from m2ctr.atomic import atomic_path, write_text_atomic
 from m2ctr.warehouse import data_quality_path, schema_dir_of
 
 from .data import TrainerError
@@ -44,35 +44,10 @@ class RunError(TrainerError):
     """A run directory that cannot be read: a one-line message saying what to do."""
 
 
-@contextlib.contextmanager
-def atomic_path(final: Path, directory: bool = False):
-    """Yield a hidden sibling path of `final` (a fresh directory when `directory`); it is renamed
-    to `final` only if the block completes, and removed if it raises or is interrupted."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-    if directory:
-        tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
-
-
 def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a whole file so that a reader sees the old one or the new one, never half."""
-    with atomic_path(Path(path)) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 def write_json(path: Path, obj, indent: int | None = 2) -> None:

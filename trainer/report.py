@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from m2ctr.atomic import write_text_atomic
 from m2ctr.schema import COLD_BUCKETS
 
 from . import metrics as M
-from .artifacts import RunDir, read_json, write_text_atomic
+from .artifacts import RunDir, read_json
 from .data import TrainerError
 
 REPORT_NAME = "report.html"

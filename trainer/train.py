@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from embeddings.options import TextConfig
+from m2ctr.atomic import atomic_path
 
 from . import calibration as C
 from . import distributed
 from . import metrics as M
-from .artifacts import RunDir, atomic_path, warehouse_record
+from .artifacts import RunDir, warehouse_record
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
