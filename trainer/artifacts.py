@@ -109,7 +109,10 @@ def normalise_config(doc: dict) -> dict:
 
 
 class Directory:
-    """A directory that is written whole: created on a hidden sibling, renamed into place."""
+    """A directory that is written whole: created on a hidden sibling, renamed into place. A run or
+    a ladder directory also holds its report: the page and each figure beside it."""
+
+    REPORT = "report.html"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -126,6 +129,18 @@ class Directory:
         """One on a hidden sibling of `final`, renamed to `final` when the block completes."""
         with atomic_path(Path(final), directory=True) as tmp:
             yield cls(tmp)
+
+    # -- the report (trainer/report.py)
+
+    def write_report(self, html: str) -> Path:
+        return write_text_atomic(self.file(self.REPORT), html)
+
+    def write_report_figure(self, name: str, png: bytes) -> str:
+        """Write `report_<name>.png` beside the page; returns its file name."""
+        file = f"report_{name}.png"
+        with atomic_path(self.file(file)) as tmp:
+            tmp.write_bytes(png)
+        return file
 
 
 class RunDir(Directory):
