@@ -122,3 +122,28 @@ def test_tokens_beat_no_tokens_on_zero_history_items(tmp_path):
         metrics = json.loads((out / "metrics.json").read_text())
         aucs[name] = metrics["test"]["cold_start"]["item"]["zero"]["auc"]
     assert aucs["tokens"] > aucs["plain"] + 0.02, aucs
+
+
+def test_text_components_have_unit_spread_and_load_back_as_fitted(tmp_path):
+    """A network reads the components beside standardised columns: each has spread 1 over the texts
+    it was fitted on, and a saved set transforms exactly as the fitted one (an older set saved
+    without its scale reads unscaled, as its run trained)."""
+    import numpy as np
+
+    from embeddings.topics import TextComponents
+
+    texts = [f"{a} {b}. {a}, {b}" for a in ("sushi", "ramen", "latte", "mocha", "gin", "wine")
+             for b in ("deal", "new", "best", "city", "gift")]
+    comp = TextComponents(n_components=4).fit(texts)
+    z = comp.transform(texts)
+    spread = z.std(axis=0)
+    varying = spread > 1e-3  # these texts' shared structure makes one component constant
+    assert varying.sum() >= 3
+    np.testing.assert_allclose(spread[varying], 1.0, rtol=1e-4)
+    flat = TextComponents(n_components=2).fit([f"{t} offer" for t in texts])  # one word in every text
+    assert np.abs(flat.transform(texts)).max() < 10  # a constant component is not blown up
+    comp.save(tmp_path / "topics")
+    np.testing.assert_array_equal(TextComponents.load(tmp_path / "topics").transform(texts), z)
+    saved = dict(np.load(tmp_path / "topics.npz"))
+    np.savez(tmp_path / "topics.npz", idf=saved["idf"], components=saved["components"])
+    np.testing.assert_allclose(TextComponents.load(tmp_path / "topics").transform(texts), z * comp.scale, rtol=1e-5)

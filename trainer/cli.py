@@ -39,6 +39,12 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
+def share_or_on_off(text: str) -> float:
+    if text in ("on", "off"):
+        return float(on_off(text))
+    return fraction(text)
+
+
 def add_cold_start_arguments(p: argparse.ArgumentParser) -> None:
     from .models import MODELS
 
@@ -49,8 +55,9 @@ def add_cold_start_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cold-user", type=fraction, metavar="P",
                    help="share of training rows whose user is shown as new (new-id row, no-history bucket)")
     g.add_argument("--cold-item", type=fraction, metavar="P", help="the same for the item")
-    g.add_argument("--cold-mask-history", type=on_off, metavar="on|off",
-                   help="a simulated side's history features take their no-history values too")
+    g.add_argument("--cold-mask-history", type=share_or_on_off, metavar="P|on|off",
+                   help="share of the simulated rows whose side also shows no history (cold bucket and "
+                        "history features as on its first day); on = 1, off = 0")
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
