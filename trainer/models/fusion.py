@@ -45,14 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embeddings.keys import FLOAT_BLOCKS, PAIRS
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
 from ..data import NEW_ID
 from .layers import InputSpec, TokenPooling, chosen_hyperparameters, hyperparameters, mlp, towers
 from .mmoe import MMoE
 
-VECTOR_BLOCKS = ("text_user", "text_item", "fb_user", "fb_item", "topic_user", "topic_item")
-PAIRS = (("text_user", "text_item"), ("fb_user", "fb_item"), ("topic_user", "topic_item"))
 COLD_KEYS = tuple(HISTORY_KEYS.values())
 MIXES = ("convex", "residual")
 
@@ -80,10 +79,10 @@ class Fusion(nn.Module):
         if mix not in MIXES:
             raise ValueError(f"fusion mix must be one of {', '.join(MIXES)}, got {mix!r}")
         blocks = spec.get("blocks", {})
-        self.vector_blocks = [b for b in VECTOR_BLOCKS if b in blocks]
+        self.vector_blocks = [b for b in FLOAT_BLOCKS if b in blocks]
         self.tokens = TokenPooling(spec["tokens"], token_dim) if spec.get("tokens") else None
         if not self.vector_blocks and self.tokens is None:
-            raise ValueError(f"fusion needs text blocks {VECTOR_BLOCKS} or tokens in its spec, got {list(blocks)}")
+            raise ValueError(f"fusion needs text blocks {FLOAT_BLOCKS} or tokens in its spec, got {list(blocks)}")
         self.pairs = [(u, i) for u, i in PAIRS if u in blocks and i in blocks and blocks[u] == blocks[i]]
         self.n_scenes = spec["n_scenes"]
 
