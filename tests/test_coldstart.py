@@ -108,6 +108,19 @@ def test_simulation_makes_drawn_sides_new_and_leaves_its_input_alone(tables):
     assert kept is batch
 
 
+def test_simulation_hides_the_history_of_a_share_of_its_rows(tables):
+    """mask_history 0.5: about half the drawn rows look like an item's first day, the rest keep their
+    history and cold signal under the new-id row, as an item first seen after the training days."""
+    table, split, features = features_of(tables[0])
+    batch = concat(ordered_batches(table, split["train_days"], features))
+    warm = (batch["hist_item"] != ZERO) & (batch["ids"][:, 1] != NEW_ID)
+    out = ColdStartSimulation(p_item=1.0, mask_history=0.5)(batch, features.prep, np.random.default_rng(0))
+    assert (out["ids"][:, 1] == NEW_ID).all()
+    hidden = out["hist_item"][warm] == ZERO
+    assert 0.4 < hidden.mean() < 0.6
+    np.testing.assert_array_equal(out["hist_item"][warm][~hidden], batch["hist_item"][warm][~hidden])
+
+
 def test_simulation_never_touches_validation_test_or_predict_batches(tables, tmp_path):
     """Trained with every user and item made new, yet the saved validation and test scores and
     `predict` are those of the rows as they are, not as simulated."""
@@ -141,6 +154,9 @@ def test_bad_simulation_options_are_clear_errors(tables, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "mmoe", "--table", str(tables[0]), "--cold-item", "1.5"])
     assert e.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "mmoe", "--table", str(tables[0]), "--cold-mask-history", "sometimes"])
+    assert e.value.code == 2 and "--cold-mask-history" in capsys.readouterr().err
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         ColdStartSimulation(p_user=-0.1)
 

@@ -89,11 +89,16 @@ def test_run_directory_is_written_whole_and_read_back(table, split, tmp_path):
         "model.txt",
         "config.json",
         "cold_start.md",
+        "calibration.json",
     }
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no staging sibling left behind
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(first))
     config = json.loads((out / "config.json").read_text())
     assert 0 < config["best_iteration"] <= config["max_rounds"]
+    # served as a neural run is: through a per-scene calibration fitted on the validation days
+    calibration = first["test"]["calibration"]
+    assert calibration["method"] in ("platt", "isotonic") and {"before", "after"} <= set(calibration)
+    assert calibration["after"]["logloss"] != calibration["before"]["logloss"]
     # the one config.json schema of every run: the options under "config", the warehouse recorded
     options = RunDir(out).options()
     assert (options["seed"], options["model"], options["text"]) == (0, "lightgbm", False)

@@ -13,7 +13,7 @@ import json
 import sys
 
 from embeddings.options import PARTS, TextConfig, cli_options, flag_name
-from m2ctr.argtypes import positive
+from m2ctr.argtypes import fraction, positive
 from serving.server import HELP as SERVE_HELP
 from serving.server import add_serve_arguments, run_serve
 
@@ -33,17 +33,16 @@ def _hparam(text: str) -> tuple[str, object]:
         return key, value
 
 
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
-
-
 def on_off(text: str) -> bool:
     if text not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
     return text == "on"
+
+
+def share_or_on_off(text: str) -> float:
+    if text in ("on", "off"):
+        return float(on_off(text))
+    return fraction(text)
 
 
 def add_cold_start_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,11 +52,12 @@ def add_cold_start_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "cold-start simulation (training batches only; default: the model's own, "
         f"{defaults}; 0 for the others)")
-    g.add_argument("--cold-user", type=probability, metavar="P",
+    g.add_argument("--cold-user", type=fraction, metavar="P",
                    help="share of training rows whose user is shown as new (new-id row, no-history bucket)")
-    g.add_argument("--cold-item", type=probability, metavar="P", help="the same for the item")
-    g.add_argument("--cold-mask-history", type=on_off, metavar="on|off",
-                   help="a simulated side's history features take their no-history values too")
+    g.add_argument("--cold-item", type=fraction, metavar="P", help="the same for the item")
+    g.add_argument("--cold-mask-history", type=share_or_on_off, metavar="P|on|off",
+                   help="share of the simulated rows whose side also shows no history (cold bucket and "
+                        "history features as on its first day); on = 1, off = 0")
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:

@@ -64,7 +64,7 @@ class FitConfig:
     # -- cold-start simulation on training batches (trainer.coldstart); None: the model's default
     cold_user: float | None = None
     cold_item: float | None = None
-    cold_mask_history: bool | None = None
+    cold_mask_history: float | None = None  # share of simulated rows with hidden history
     # -- content: token ids, text components, encoder vectors, fallback vectors (embeddings/options.py);
     # no part unless asked for, every part for a model that uses text
     content: TextConfig = field(default_factory=TextConfig.asked_for)

@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from m2ctr.schema import (
     DENSE_COLUMNS,
@@ -343,11 +342,9 @@ class Preprocessor:
     def save(self, run: RunDir) -> None:
         run.write_preprocessing(self.state)
         for f in ID_COLUMNS:
-            pq.write_table(pa.table({"id": pa.array(list(self.vocab[f]), pa.string())}),
-                           run.file(f"vocab_{f}.parquet"))
+            run.write_id_table("vocab", f, {"id": pa.array(list(self.vocab[f]), pa.string())})
             index, n = self.counts[f]
-            pq.write_table(pa.table({"id": pa.array(list(index), pa.string()), "train_count": n}),
-                           run.file(f"train_counts_{f}.parquet"))
+            run.write_id_table("train_counts", f, {"id": pa.array(list(index), pa.string()), "train_count": n})
 
     @classmethod
     def load(cls, run: RunDir) -> Preprocessor:
@@ -356,8 +353,8 @@ class Preprocessor:
             raise TrainerError(f"{run.path} has no {run.PREPROCESSING}: not a neural run directory")
         vocab, counts = {}, {}
         for f in ID_COLUMNS:
-            vocab[f] = pq.read_table(run.file(f"vocab_{f}.parquet")).column("id").to_pylist()
-            t = pq.read_table(run.file(f"train_counts_{f}.parquet"))
+            vocab[f] = run.id_table("vocab", f).column("id").to_pylist()
+            t = run.id_table("train_counts", f)
             counts[f] = (t.column("id").to_pylist(), t.column("train_count").to_numpy())
         return cls(state, vocab, counts)
 

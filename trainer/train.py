@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from embeddings.options import TextConfig
+from m2ctr.atomic import atomic_path
 from m2ctr.schema import ID_COLUMNS
 
 from . import calibration as C
 from . import distributed
 from . import metrics as M
-from .artifacts import RunDir, atomic_path, warehouse_record
+from .artifacts import RunDir, warehouse_record
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
@@ -494,12 +495,12 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             run.write_config(run_config(cfg, p, model))
             p.prep.save(run)
             if p.features.featurizer is not None:
-                p.features.featurizer.save(run.path)
+                run.write_text_side(p.features.featurizer)
         history, val = train_loop(model, p, cfg)
         result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run,
                                               calibration_method(cfg, p), val)
         if run is not None:
-            calibration.save(run.path)
+            run.write_calibration(calibration.to_dict())
             run.write_history(history)
             run.write_weights(model.state_dict())
             run.write_metrics(result)
@@ -556,10 +557,10 @@ def load_run(run_dir: Path, device_name: str | None = None) -> Run:
     if cfg.get("content") is not None:
         from embeddings import TextFeaturizer
 
-        featurizer = TextFeaturizer.load(rd.path)
+        featurizer = TextFeaturizer.load(rd.text_side())
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
     model.load_state_dict(rd.weights())
-    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.load(rd.path))
+    return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.of_run(rd))
 
 
 def evaluate(run_dir: Path, table_path: str | None = None) -> dict:
