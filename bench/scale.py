@@ -322,18 +322,19 @@ def count_texts(argv: list[str]) -> int:
     a = p.parse_args(argv)
     import pyarrow.compute as pc
 
-    from embeddings.featurizer import SIDES, raw_keys
-    from embeddings.text import join_fields
+    from embeddings.keys import SIDES
+    from embeddings.tables import key_fields, raw_keys
+    from embeddings.text import TEXT_FIELDS, join_fields
     from m2ctr.schema import TEXT_COLUMNS
     from trainer.data import Table
 
     t = Table(a.table, need_text=True)
     keys = {side: set() for side in SIDES}
     for batch in t.batches(t.days, TEXT_COLUMNS):
-        for side, (_, columns) in SIDES.items():
-            keys[side].update(pc.unique(raw_keys(batch, columns)).to_pylist())
+        for side in SIDES:
+            keys[side].update(pc.unique(raw_keys(batch, TEXT_FIELDS[side])).to_pylist())
     # what the encoders see: the joined text, empty texts skipped, both sides in one set
-    distinct = {join_fields(k.split("\x1f")) for side in SIDES for k in keys[side]} - {""}
+    distinct = {join_fields(key_fields(k)) for side in SIDES for k in keys[side]} - {""}
     print(json.dumps({"user": len(keys["user"]), "item": len(keys["item"]), "distinct": len(distinct),
                       "rows": t.count_rows(t.fragments(t.days))}))
     return 0
@@ -377,8 +378,8 @@ def encode_texts(argv: list[str]) -> int:
     t3 = time.perf_counter()
     print(json.dumps({
         "unique": f.n_unique(),
-        "encoded": {"text": f.encoder.n_encoded, "sentence": f.sentence.n_encoded},
-        "cache_hits": {"text": f.encoder.n_cache_hits, "sentence": f.sentence.n_cache_hits},
+        "encoded": {"text": f.vectors.encoder.n_encoded, "sentence": f.fallback.encoder.n_encoded},
+        "cache_hits": {"text": f.vectors.encoder.n_cache_hits, "sentence": f.fallback.encoder.n_cache_hits},
         "preprocess_s": t1 - t0, "fit_text_s": t2 - t1, "eval_texts_s": t3 - t2,
         "text_side_s": t3 - t1, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))

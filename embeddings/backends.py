@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from m2ctr.atomic import atomic_path
 
 BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "static")
 DEFAULT_BACKEND = "torch"
@@ -228,10 +229,8 @@ def _made_once(path: Path, make: Callable[[Path], None]) -> Path:
     with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            tmp = path.parent / f".{path.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-            make(tmp)
-            tmp.rename(path)
+            with atomic_path(path) as tmp:
+                make(tmp)
     return path
 
 

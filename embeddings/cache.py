@@ -4,8 +4,8 @@ Layout: ``<cache_dir>/<model id>/<backend>/<pooling>/part-<uuid>.parquet`` with 
 ``model_id``, ``backend``, ``pooling``, ``text_sha1`` and ``vector`` (fixed-size list of
 float32). Backends give slightly different vectors (int8, bf16, static), so each has its own
 directory and a run never mixes vectors of two.
-Every call that encodes something appends one part file (written to a temporary name and
-renamed, so a concurrent reader never sees half a file); many parts are compacted on load.
+Every call that encodes something appends one part file (written whole, `m2ctr.atomic`, so a
+concurrent reader never sees half a file); many parts are compacted on load.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embeddings.text import text_key
+from m2ctr.atomic import atomic_path
 
 COMPACT_AFTER_PARTS = 64
 
@@ -69,10 +70,8 @@ class CachedEncoder:
             "vector": pa.FixedSizeListArray.from_arrays(
                 pa.array(matrix.astype(np.float32).ravel()), dim),
         })
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = self.dir / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        tmp.rename(self.dir / name)
+        with atomic_path(self.dir / f"part-{uuid.uuid4().hex}.parquet") as tmp:
+            pq.write_table(table, tmp)
 
     def vectors(self, texts: list[str]) -> np.ndarray:
         keys = [text_key(text) for text in texts]

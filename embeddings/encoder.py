@@ -86,7 +86,21 @@ def _load_sentence(name_or_path: str, is_local: bool, device: str):
     return SentenceTransformer(name_or_path, device=device, **kwargs)
 
 
-class HFEncoder:
+class _LocalModel:
+    """What both encoders hold: the model resolved to a local copy where there is one, its cache id,
+    the backend it runs on, how many tokens and texts go in at once, and the device."""
+
+    def __init__(self, name_or_path: str | None, max_tokens: int, batch_size: int, device: str, backend: str):
+        check_backend(backend)
+        self.name_or_path, self.is_local = resolve_model(name_or_path)
+        self.model_id = model_id(self.name_or_path)
+        self.backend = backend
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.device = pick_device(device)
+
+
+class HFEncoder(_LocalModel):
     """Any Hugging Face encoder; mask-aware mean over tokens of a pooled layer mix.
 
     ``last4-mean``: mean of the last four hidden layers. ``first-last-avg``: average of the
@@ -98,14 +112,8 @@ class HFEncoder:
                  backend: str = DEFAULT_BACKEND):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        check_backend(backend)
-        self.name_or_path, self.is_local = resolve_model(name_or_path)
-        self.model_id = model_id(self.name_or_path)
+        super().__init__(name_or_path, max_tokens, batch_size, device, backend)
         self.pooling = pooling
-        self.backend = backend
-        self.max_tokens = max_tokens
-        self.batch_size = batch_size
-        self.device = pick_device(device)
 
     @property
     def _runner(self):
@@ -120,7 +128,7 @@ class HFEncoder:
         return encode_sorted(self._runner, texts, self.max_tokens, self.batch_size, "encode text")
 
 
-class SentenceEncoder:
+class SentenceEncoder(_LocalModel):
     """A sentence-transformers model (its own pooling and normalisation), for fallback vectors.
 
     Backends other than torch run the model's transformer and its mean pooling themselves, so
@@ -130,13 +138,7 @@ class SentenceEncoder:
 
     def __init__(self, name_or_path: str | None = None, max_tokens: int = 64,
                  batch_size: int = 128, device: str = "auto", backend: str = DEFAULT_BACKEND):
-        check_backend(backend)
-        self.name_or_path, self.is_local = resolve_model(name_or_path)
-        self.model_id = model_id(self.name_or_path)
-        self.backend = backend
-        self.max_tokens = max_tokens
-        self.batch_size = batch_size
-        self.device = pick_device(device)
+        super().__init__(name_or_path, max_tokens, batch_size, device, backend)
 
     @property
     def _model(self):

@@ -24,6 +24,7 @@ from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
 # The order fields are joined in: queries first, so truncation by tokens drops the bill history first.
 USER_TEXT_ORDER = USER_TEXT_COLUMNS[::-1]
 ITEM_TEXT_ORDER = ITEM_TEXT_COLUMNS[::-1]
+TEXT_FIELDS = {"user": USER_TEXT_ORDER, "item": ITEM_TEXT_ORDER}  # each side's fields, in join order
 
 _SPACE = re.compile(r"\s+")
 # Entity lists are split on any of these: the ASCII comma, the full-width comma (NFKC folds it to

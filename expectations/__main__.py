@@ -7,6 +7,7 @@ import os
 import sys
 
 from expectations import SUITE_NAMES
+from m2ctr.argtypes import fraction
 from m2ctr.warehouse import schema_dir, schema_name, warehouse_dir
 
 DESCRIPTION = """\
@@ -26,16 +27,6 @@ Environment (the same as the warehouse build):
   CTR_RAW_GLOB       which file names there are read (default: var raw_glob of
                      warehouse/dbt_project.yml, *.{csv,csv.gz,csv.bz2})
 """
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,26 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument(
         "--max-malformed-rate",
-        type=_rate,
+        type=fraction,
         default=0.05,
         help="largest share of malformed records: of each kind of defect in the raw suite, "
         "and of all rejected records together in quarantine_impressions (default: 0.05)",
     )
     v.add_argument(
         "--label-rate-min",
-        type=_rate,
+        type=fraction,
         default=0.001,
         help="training_samples: lowest sane click rate of a scene (default: 0.001)",
     )
     v.add_argument(
         "--label-rate-max",
-        type=_rate,
+        type=fraction,
         default=0.5,
         help="training_samples: highest sane click rate of a scene (default: 0.5)",
     )
     v.add_argument(
         "--min-text-rate",
-        type=_rate,
+        type=fraction,
         default=0.5,
         help="training_samples: lowest share of rows with a non-empty item_title and "
         "item_entity_names (default: 0.5)",

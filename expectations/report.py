@@ -17,6 +17,7 @@ from great_expectations.data_context.types.base import (
 from great_expectations.expectations.row_conditions import deserialize_row_condition
 
 from expectations.sources import first_line
+from m2ctr.atomic import write_text_atomic
 
 SITE_NAME = "m2ctr"
 
@@ -168,10 +169,7 @@ def write_result_beside(summary: dict, summary_path: Path, schema_directory: Pat
         "summary": str(Path(summary_path).resolve()),
         "data_docs": str(Path(summary["data_docs"]).resolve()),
     }
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(result, indent=2) + "\n")
 
 
 def format_table(rows: list[Row], show_all: bool) -> str:

@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from m2ctr.argtypes import positive
+from m2ctr.argtypes import port, positive
 from m2ctr.warehouse import schema_name, warehouse_dir
 from trainer.data import TrainerError
 
@@ -139,13 +139,6 @@ def serve(run_dir: str | Path, warehouse_dir: str | Path | None = None, host: st
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
-
-
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `fit`")
     p.add_argument("--warehouse", metavar="DIR", default=None,
@@ -153,7 +146,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: $CTR_WAREHOUSE_DIR, else data/warehouse)")
     p.add_argument("--schema", default=None, help="warehouse schema (default: $CTR_SCHEMA, else m2ctr)")
     p.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one "
+    p.add_argument("--port", type=port, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one "
                    "(default %(default)s)")
     p.add_argument("--threads", type=positive, default=None,
                    help="torch CPU threads (default: the run's own)")

@@ -7,6 +7,7 @@ import pytest
 
 from trainer import calibration as C
 from trainer import metrics as M
+from trainer.artifacts import RunDir
 
 
 def miscalibrated(n: int = 40000, seed: int = 0):
@@ -52,8 +53,8 @@ def test_stored_numbers_give_the_same_probabilities(tmp_path):
     y, p, scene = miscalibrated(5000)
     for method in ("platt", "isotonic"):
         cal = C.fit(method, y, p, scene)
-        cal.save(tmp_path)
-        again = C.Calibration.load(tmp_path)
+        RunDir(tmp_path).write_calibration(cal.to_dict())
+        again = C.Calibration.of_run(RunDir(tmp_path))
         assert again.method == method
         np.testing.assert_array_equal(again(p, scene), cal(p, scene))
 
@@ -68,8 +69,9 @@ def test_small_or_one_class_scenes_and_old_runs_keep_raw_probabilities(tmp_path)
     q = cal(p, scene)
     keep = np.isin(scene, [2, 7])
     np.testing.assert_array_equal(q[keep], p[keep])
-    assert C.Calibration.load(tmp_path).method == "none"  # a run written before calibration existed
-    np.testing.assert_array_equal(C.Calibration.load(tmp_path)(p, scene), p)
+    old_run = RunDir(tmp_path)  # a run written before calibration existed
+    assert C.Calibration.of_run(old_run).method == "none"
+    np.testing.assert_array_equal(C.Calibration.of_run(old_run)(p, scene), p)
 
 
 def test_none_and_unknown_methods():

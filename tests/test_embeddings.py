@@ -192,14 +192,14 @@ def test_blocks_shapes_flags_and_buckets(fitted):
 def test_tables_hold_each_unique_text_once_and_rows_hold_indices(fitted):
     table = samples()
     idx = fitted.transform(table)
-    assert set(idx) == {"text_user", "text_item"} and idx["text_item"].dtype == np.int64
+    assert set(idx) == {"text_index_user", "text_index_item"} and idx["text_index_item"].dtype == np.int64
     texts = item_texts(table)
     # one table row per unique raw text, however many rows show it
     assert len(fitted.tables["item"]) == len(set(zip(*(table.column(c).to_pylist()
                                                         for c in ("item_title", "item_entity_names")))))
     for r in range(table.num_rows):
         same = [q for q in range(table.num_rows) if texts[q] == texts[r]]
-        assert len({int(idx["text_item"][q]) for q in same}) == 1
+        assert len({int(idx["text_index_item"][q]) for q in same}) == 1
 
 
 def test_fallback_is_sentence_vector_when_cold_and_mean_when_warm(cfg):
@@ -211,10 +211,10 @@ def test_fallback_is_sentence_vector_when_cold_and_mean_when_warm(cfg):
     texts = user_texts(train)
     warm, few = users == "u0", (users == "u1") & np.array([bool(t) for t in texts])
     assert warm.any() and few.any()
-    np.testing.assert_allclose(out["fb_user"][warm, :-1], feat.fallback_mean["user"][None].repeat(warm.sum(), 0))
-    expected = feat.sentence.encoder.encode([t for t, f in zip(texts, few) if f])
+    np.testing.assert_allclose(out["fb_user"][warm, :-1], feat.fallback.mean["user"][None].repeat(warm.sum(), 0))
+    expected = feat.fallback.encoder.encoder.encode([t for t, f in zip(texts, few) if f])
     np.testing.assert_allclose(out["fb_user"][few, :-1], expected, atol=1e-5)
-    assert not np.allclose(feat.fallback_mean["user"], 0)
+    assert not np.allclose(feat.fallback.mean["user"], 0)
     assert (out["cold_user"][warm] == 2).all() and (out["cold_user"][few] == 1).all()
 
 
@@ -228,7 +228,7 @@ def test_vectors_follow_rows_under_shuffling(fitted):
     # and each row carries the whitened vector of its own text
     texts = item_texts(shuffled)
     row = next(r for r, t in enumerate(texts) if t)
-    own = fitted.whitening.transform(fitted.encoder.encoder.encode([texts[row]]))[0]
+    own = fitted.vectors.whitening.transform(fitted.vectors.encoder.encoder.encode([texts[row]]))[0]
     np.testing.assert_allclose(b["text_item"][row, :-1], own, atol=1e-3)
 
 
@@ -237,20 +237,20 @@ def test_whitening_is_fitted_on_training_texts_only(cfg):
     for val_text in ("", " with a completely different validation title"):
         train, val = split(samples(val_text=val_text))
         feat = fit(cfg, train, chunk=10)
-        mu, W = feat.whitening.mu.copy(), feat.whitening.W.copy()
+        mu, W = feat.vectors.whitening.mu.copy(), feat.vectors.whitening.W.copy()
         blocks(feat, val)  # seeing validation text must not move the fit
-        np.testing.assert_array_equal(mu, feat.whitening.mu)
-        np.testing.assert_array_equal(W, feat.whitening.W)
+        np.testing.assert_array_equal(mu, feat.vectors.whitening.mu)
+        np.testing.assert_array_equal(W, feat.vectors.whitening.W)
         fits.append((mu, W))
         # mu is the mean over the unique non-empty training texts of both sides
         unique = sorted({t for t in (*user_texts(train), *item_texts(train)) if t})
-        np.testing.assert_allclose(mu, feat.encoder.vectors(unique).mean(axis=0), atol=1e-5)
+        np.testing.assert_allclose(mu, feat.vectors.encoder.vectors(unique).mean(axis=0), atol=1e-5)
     np.testing.assert_array_equal(fits[0][0], fits[1][0])
     np.testing.assert_array_equal(fits[0][1], fits[1][1])
     # fitting on validation rows too would have moved mu: the check above can fail
     train, val = split(samples(val_text=" with a completely different validation title"))
     leaky = fit(cfg, pa.concat_tables([train, val]))
-    assert not np.allclose(leaky.whitening.mu, fits[0][0])
+    assert not np.allclose(leaky.vectors.whitening.mu, fits[0][0])
 
 
 def test_second_run_encodes_nothing(tmp_path):
@@ -264,7 +264,7 @@ def test_second_run_encodes_nothing(tmp_path):
     second = fit(cfg, train)
     out2 = blocks(second, val)
     assert second.n_encoded == 0
-    assert second.encoder.n_cache_hits > 0
+    assert second.vectors.encoder.n_cache_hits > 0
     for name in out1:
         np.testing.assert_allclose(out1[name], out2[name], atol=1e-6)
 
@@ -283,8 +283,8 @@ def test_each_unique_text_is_encoded_once(tmp_path):
 
 def test_save_and_load_give_the_same_blocks(fitted, tmp_path):
     fitted.save(tmp_path)
-    assert (tmp_path / "text" / "whiten_W.npy").is_file()
-    assert (tmp_path / "text" / "whiten_mu.npy").is_file()
+    assert (tmp_path / "whiten_W.npy").is_file()
+    assert (tmp_path / "whiten_mu.npy").is_file()
     loaded = TextFeaturizer.load(tmp_path)
     loaded.counts = fitted.counts
     _, val = split(samples())
@@ -301,7 +301,7 @@ def test_text_components_are_fitted_on_training_texts_in_one_space_and_survive_s
     train, val = split(samples(val_text=" with a completely different validation title"))
     feat = fit(cfg, train)
     assert feat.widths == {"topic_user": 7, "topic_item": 7}
-    vocabulary = set(feat.topics.tfidf.vocabulary_)
+    vocabulary = set(feat.topics.components.tfidf.vocabulary_)
     assert "coffee" in vocabulary and "completely" not in vocabulary  # validation words unseen
     both = pa.concat_tables([train, val])
     out = blocks(feat, both)
@@ -312,7 +312,7 @@ def test_text_components_are_fitted_on_training_texts_in_one_space_and_survive_s
     for side in ("user", "item"):
         present = np.array([bool(t) for t in texts[side]])
         np.testing.assert_allclose(out[f"topic_{side}"][present, :-1],
-                                   feat.topics.transform([t for t in texts[side] if t]), atol=1e-6)
+                                   feat.topics.components.transform([t for t in texts[side] if t]), atol=1e-6)
         assert (out[f"topic_{side}"][~present] == np.r_[np.zeros(6), 1.0]).all()
     assert (~np.array([bool(t) for t in texts["item"]])).any()  # the "no text" case is exercised
 

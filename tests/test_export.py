@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from synthetic.sample_table import write_sample_table
+from trainer.artifacts import ExportDir
 from trainer.cli import main
 from trainer.data import Table
-from trainer.export import GRAPH, MANIFEST, OnnxModel
+from trainer.export import OnnxModel
 from trainer.models import MODELS
 from trainer.train import load_run, score, to_model
 
@@ -28,8 +29,8 @@ def test_onnx_graph_equals_torch_on_every_test_row(table, tmp_path, name):
     assert main(["fit", name, "--table", str(table), "--out", str(run_dir), "--epochs", "1", "--threads", "1",
                  "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     assert main(["export", str(run_dir), "--out", str(out)]) == 0
-    onnx.checker.check_model(str(out / GRAPH))
-    manifest = json.loads((out / MANIFEST).read_text())
+    onnx.checker.check_model(str(out / ExportDir.GRAPH))
+    manifest = json.loads((out / ExportDir.MANIFEST).read_text())
     graph = OnnxModel(out)
     assert [i["name"] for i in manifest["inputs"]] == graph.names
     assert "scene" in graph.names and "label" not in graph.names

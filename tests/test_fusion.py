@@ -125,6 +125,7 @@ def test_learns_from_text_blocks():
         loss.backward()
         opt.step()
     test = labelled(1000)
+    model.eval()  # no content dropout when scoring
     with torch.no_grad():
         logits, extras = model(test)
     accuracy = ((own_logit(logits, test) > 0).float() == test["label"]).float().mean().item()

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from embeddings.featurizer import SIDES
+from embeddings.text import TEXT_FIELDS
 from embeddings.tokens import TokenVocab, field_tokens
 from synthetic.sample_table import write_sample_table
 from tests.test_embeddings import blocks, fit, samples, split
@@ -27,12 +27,12 @@ def test_vocabulary_comes_from_the_training_days_only():
         train, val = split(samples(val_text=val_text))
         feat = fit(CFG, train)
         blocks(feat, val)  # seeing validation text must not move the vocabulary
-        fitted.append(list(feat.vocab.tokens))
+        fitted.append(list(feat.tokens.vocab.tokens))
     assert fitted[0] == fitted[1]
     assert "coffee beans" in fitted[0] and "zebra" not in fitted[0]
     # fitting on the validation rows as well would have added its words: the check can fail
     train, val = split(samples(val_text=" zebra xylophone"))
-    assert "zebra" in fit(CFG, pa.concat_tables([train, val])).vocab.tokens
+    assert "zebra" in fit(CFG, pa.concat_tables([train, val])).tokens.vocab.tokens
 
 
 def test_unseen_and_rare_tokens_land_in_the_shared_buckets():
@@ -54,11 +54,11 @@ def test_user_and_item_sides_share_one_table():
     feat = fit(CFG, train)
     out = blocks(feat, train)
     # "coffee beans" is an entity of user queries and of item names: one id on both sides
-    coffee = feat.vocab.token_id("coffee beans")
+    coffee = feat.tokens.vocab.token_id("coffee beans")
     assert (out["tok_user"] == coffee).any() and (out["tok_item"] == coffee).any()
     pooling = TokenPooling(feat.token_spec, dim=4)
     tables = [m for m in pooling.modules() if isinstance(m, torch.nn.EmbeddingBag)]
-    assert len(tables) == 1 and tables[0].num_embeddings == feat.vocab.size
+    assert len(tables) == 1 and tables[0].num_embeddings == feat.tokens.vocab.size
 
 
 def test_tokens_follow_their_rows_when_batches_are_shuffled():
@@ -70,8 +70,8 @@ def test_tokens_follow_their_rows_when_batches_are_shuffled():
     np.testing.assert_array_equal(a["tok_user"][perm], b["tok_user"])
     titles = table.take(pa.array(perm)).column("item_title").to_pylist()
     row = next(r for r, t in enumerate(titles) if t)
-    own = feat.vocab.encode(["item_title"], [[titles[row]]])[0, 0]
-    assert (b["tok_item"][row, list(SIDES["item"][1]).index("item_title")] == own).all()
+    own = feat.tokens.vocab.encode(["item_title"], [[titles[row]]])[0, 0]
+    assert (b["tok_item"][row, list(TEXT_FIELDS["item"]).index("item_title")] == own).all()
 
 
 def test_chinese_titles_become_words_that_meet_the_entity_lists():

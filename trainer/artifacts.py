@@ -5,14 +5,17 @@ A run directory (neural or a peer's) holds:
     config.json          what the run was (one schema for every run, see `RunDir.config`)
     model.safetensors    the weights of a neural run; model.txt of a LightGBM one
     preprocessing.json   the fitted preprocessing (with vocab_* / train_counts_* Parquet beside it)
-    text/                the content side, when the run uses text
+    text/                the content side, when the run uses text (its files: embeddings.persist);
+                         text_svd_{user,item}.* the text components of a LightGBM peer with text
+    calibration.json     the per-scene calibration fitted on the validation days
     metrics.json         validation and test metrics
     history.json         one entry per epoch
     scores_val.parquet, scores_test.parquet   the per-row scores the report draws
     cold_start.md        the cold-start table as Markdown
 
 A run is written under a hidden sibling name and renamed into place only once complete
-(`RunDir.create`), so a reader never sees half of one.
+(`RunDir.create`), so a reader never sees half of one; each file is written whole too. An export
+of a run (`trainer export`) is a directory of its own, `ExportDir`.
 
 `config.json` (format 2): `model`, `config` (the options the run was started with: for a neural
 run the FitConfig, for a peer its seed, table, threads and text switch), `split`, `table`,
@@ -27,9 +30,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 
+from m2ctr.atomic import atomic_path, write_text_atomic
 from m2ctr.warehouse import data_quality_path, schema_dir_of
 
 from .data import TrainerError
@@ -41,39 +44,14 @@ class RunError(TrainerError):
     """A run directory that cannot be read: a one-line message saying what to do."""
 
 
-@contextlib.contextmanager
-def atomic_path(final: Path, directory: bool = False):
-    """Yield a hidden sibling path of `final` (a fresh directory when `directory`); it is renamed
-    to `final` only if the block completes, and removed if it raises or is interrupted."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-    if directory:
-        tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
-
-
 def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a whole file so that a reader sees the old one or the new one, never half."""
-    with atomic_path(Path(path)) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return Path(path)
+def write_json(path: Path, obj, indent: int | None = 2) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
 def read_json(path: Path, what: str):
@@ -130,22 +108,17 @@ def normalise_config(doc: dict) -> dict:
     return doc
 
 
-class RunDir:
-    """One run directory: every file of a run is read and written here and nowhere else."""
+class Directory:
+    """A directory that is written whole: created on a hidden sibling, renamed into place. A run or
+    a ladder directory also holds its report: the page and each figure beside it."""
 
-    CONFIG = "config.json"
-    METRICS = "metrics.json"
-    HISTORY = "history.json"
-    WEIGHTS = "model.safetensors"
-    PREPROCESSING = "preprocessing.json"
-    COLD_START = "cold_start.md"
-    PARTS = ("val", "test")
+    REPORT = "report.html"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path)!r})"
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -153,9 +126,37 @@ class RunDir:
     @classmethod
     @contextlib.contextmanager
     def create(cls, final: str | os.PathLike):
-        """A RunDir on a hidden sibling of `final`, renamed to `final` when the block completes."""
+        """One on a hidden sibling of `final`, renamed to `final` when the block completes."""
         with atomic_path(Path(final), directory=True) as tmp:
             yield cls(tmp)
+
+    # -- the report (trainer/report.py)
+
+    def write_report(self, html: str) -> Path:
+        return write_text_atomic(self.file(self.REPORT), html)
+
+    def write_report_figure(self, name: str, png: bytes) -> str:
+        """Write `report_<name>.png` beside the page; returns its file name."""
+        file = f"report_{name}.png"
+        with atomic_path(self.file(file)) as tmp:
+            tmp.write_bytes(png)
+        return file
+
+
+class RunDir(Directory):
+    """One run directory: every file of a run is read and written here and nowhere else."""
+
+    CONFIG = "config.json"
+    METRICS = "metrics.json"
+    HISTORY = "history.json"
+    WEIGHTS = "model.safetensors"
+    PREPROCESSING = "preprocessing.json"
+    ID_TABLES = ("vocab", "train_counts")  # <kind>_<id field>.parquet beside preprocessing.json
+    CALIBRATION = "calibration.json"
+    COLD_START = "cold_start.md"
+    TEXT = "text"
+    PEER_MODEL = "model.txt"
+    PARTS = ("val", "test")
 
     # -- state
 
@@ -200,16 +201,34 @@ class RunDir:
         return read_json(path, "history") if path.is_file() else None
 
     def write_cold_start(self, markdown: str) -> None:
-        self.file(self.COLD_START).write_text(markdown)
+        write_text_atomic(self.file(self.COLD_START), markdown)
 
     # -- preprocessing
 
     def write_preprocessing(self, state: dict) -> None:
-        self.file(self.PREPROCESSING).write_text(json.dumps(state, indent=1))
+        write_json(self.file(self.PREPROCESSING), state, indent=1)
 
     def preprocessing(self) -> dict | None:
         path = self.file(self.PREPROCESSING)
         return read_json(path, "preprocessing") if path.is_file() else None
+
+    def id_table_path(self, kind: str, field: str) -> Path:
+        if kind not in self.ID_TABLES:
+            raise ValueError(f"unknown id table {kind!r} (one of {', '.join(self.ID_TABLES)})")
+        return self.file(f"{kind}_{field}.parquet")
+
+    def write_id_table(self, kind: str, field: str, columns: dict) -> None:
+        """An id field's vocabulary (`vocab`) or its training-day impressions (`train_counts`)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with atomic_path(self.id_table_path(kind, field)) as tmp:
+            pq.write_table(pa.table(columns), tmp)
+
+    def id_table(self, kind: str, field: str):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.id_table_path(kind, field))
 
     # -- per-row scores
 
@@ -220,7 +239,8 @@ class RunDir:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table(columns), self.scores_path(part))
+        with atomic_path(self.scores_path(part)) as tmp:
+            pq.write_table(pa.table(columns), tmp)
 
     def scores(self, part: str):
         """The scores table of one part (a pyarrow Table), or None when the run has none."""
@@ -234,9 +254,57 @@ class RunDir:
     def write_weights(self, state: dict) -> None:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous().cpu() for k, v in state.items()}, self.file(self.WEIGHTS))
+        with atomic_path(self.file(self.WEIGHTS)) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(tmp))
 
     def weights(self) -> dict:
         from safetensors.torch import load_file
 
         return load_file(self.file(self.WEIGHTS))
+
+    # -- calibration
+
+    def write_calibration(self, doc: dict) -> None:
+        write_json(self.file(self.CALIBRATION), doc, indent=None)
+
+    def calibration(self) -> dict | None:
+        """calibration.json, or None for a run written before calibration existed."""
+        path = self.file(self.CALIBRATION)
+        return read_json(path, "calibration") if path.is_file() else None
+
+    # -- the content side (text/, written and read by embeddings.persist)
+
+    def write_text_side(self, featurizer) -> None:
+        with atomic_path(self.file(self.TEXT), directory=True) as tmp:
+            featurizer.save(tmp)
+
+    def text_side(self) -> Path:
+        path = self.file(self.TEXT)
+        if not path.is_dir():
+            raise RunError(f"{self.path} uses text but has no {self.TEXT}/ directory: fit the run again")
+        return path
+
+    # -- a LightGBM peer's model and text components
+
+    def write_peer_model(self, booster, num_iteration: int) -> None:
+        with atomic_path(self.file(self.PEER_MODEL)) as tmp:
+            booster.save_model(str(tmp), num_iteration=num_iteration)
+
+    def write_peer_text_components(self, side: str, components) -> None:
+        components.save(self.file(f"text_svd_{side}"))
+
+
+class ExportDir(Directory):
+    """An export of a run (`trainer export`): the ONNX scoring graph and its manifest, written whole."""
+
+    GRAPH = "model.onnx"
+    MANIFEST = "manifest.json"
+
+    def graph_path(self) -> Path:
+        return self.file(self.GRAPH)
+
+    def write_manifest(self, doc: dict) -> None:
+        write_json(self.file(self.MANIFEST), doc)
+
+    def manifest(self) -> dict:
+        return read_json(self.file(self.MANIFEST), "export manifest")

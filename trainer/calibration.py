@@ -9,23 +9,22 @@ calibrated one:
             it is strictly increasing and the ranking within a scene never changes.
 
 `auto` picks, for the whole run, the method with the lower out-of-fold logloss on the validation rows
-(5 folds), then refits it on all of them. Both maps are stored as plain numbers in calibration.json
-and applied with numpy alone (and in the ONNX export by the same formulas).
+(5 folds), then refits it on all of them. Both maps are stored as plain numbers in the run's
+calibration.json (written and read by `RunDir`) and applied with numpy alone (and in the ONNX export
+by the same formulas).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from .artifacts import RunDir
 from .metrics import logloss
 
 METHODS = ("platt", "isotonic")
 CHOICES = ("auto", "none", *METHODS)
-FILE = "calibration.json"
 FOLDS = 5
 MIN_ROWS = 200  # a scene with fewer validation rows (or one class only) keeps its raw probabilities
 EPS = 1e-7
@@ -103,14 +102,11 @@ class Calibration:
     def from_dict(cls, d: dict) -> Calibration:
         return cls(d["method"], {int(s): m for s, m in d["maps"].items()}, d.get("choice", {}))
 
-    def save(self, run_dir: Path) -> None:
-        (Path(run_dir) / FILE).write_text(json.dumps(self.to_dict()))
-
     @classmethod
-    def load(cls, run_dir: Path) -> Calibration:
+    def of_run(cls, run: RunDir) -> Calibration:
         """The run's calibration; a run written before calibration existed has none."""
-        path = Path(run_dir) / FILE
-        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else cls()
+        doc = run.calibration()
+        return cls() if doc is None else cls.from_dict(doc)
 
 
 def fit(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray) -> Calibration:

@@ -10,7 +10,6 @@ another language can feed the graph.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -19,11 +18,9 @@ import torch
 from torch import nn
 
 from . import calibration as C
-from .artifacts import atomic_path, write_json
+from .artifacts import ExportDir
 from .data import TrainerError
 
-GRAPH = "model.onnx"
-MANIFEST = "manifest.json"
 OPSET = 17
 
 
@@ -133,7 +130,7 @@ def example_batch(run, rows: int = 8) -> dict[str, torch.Tensor]:
 def manifest(run, names: list[str], batch: dict[str, torch.Tensor]) -> dict:
     spec = run.cfg["spec"]
     return {
-        "graph": GRAPH,
+        "graph": ExportDir.GRAPH,
         "model": run.cfg["model"],
         "opset": OPSET,
         "inputs": [{"name": n, "dtype": str(batch[n].dtype).removeprefix("torch."),
@@ -160,15 +157,15 @@ def export(run_dir: Path, out: Path) -> Path:
     out = Path(out)
     if out.exists():
         raise TrainerError(f"{out} already exists; choose another --out")
-    with atomic_path(out, directory=True) as tmp, warnings.catch_warnings():
+    with ExportDir.create(out) as export_dir, warnings.catch_warnings():
         # The TorchScript exporter warns that it is deprecated, that negative indices would be wrong
         # and that shape checks become constants; the graph has no negative index, its shapes are
         # fixed by the run, and the parity test holds it to the torch model.
         warnings.simplefilter("ignore", (UserWarning, DeprecationWarning, FutureWarning, torch.jit.TracerWarning))
-        torch.onnx.export(graph, tuple(batch[n] for n in names), str(tmp / GRAPH), input_names=names,
+        torch.onnx.export(graph, tuple(batch[n] for n in names), str(export_dir.graph_path()), input_names=names,
                           output_names=["probability"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={n: {0: "batch"} for n in [*names, "probability"]})
-        write_json(tmp / MANIFEST, manifest(run, names, batch))
+        export_dir.write_manifest(manifest(run, names, batch))
     return out
 
 
@@ -179,11 +176,12 @@ class OnnxModel:
     def __init__(self, export_dir: Path, threads: int = 1):
         import onnxruntime as ort
 
-        self.manifest = json.loads((Path(export_dir) / MANIFEST).read_text())
+        export = ExportDir(export_dir)
+        self.manifest = export.manifest()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(Path(export_dir) / GRAPH), opts,
+        self.session = ort.InferenceSession(str(export.graph_path()), opts,
                                             providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 

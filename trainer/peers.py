@@ -294,10 +294,10 @@ def fit_lightgbm(
     if out_dir is not None:
         with RunDir.create(out_dir) as run:
             run.write_config(config)
-            booster.save_model(str(run.file("model.txt")), num_iteration=best)
-            calibrator.save(run.path)
+            run.write_peer_model(booster, best)
+            run.write_calibration(calibrator.to_dict())
             for side, comp in (fitted or {}).items():
-                comp.save(run.file(f"text_svd_{side}"))
+                run.write_peer_text_components(side, comp)
             run.write_metrics(result)
             run.write_cold_start(M.cold_start_markdown(result))
     return result

@@ -27,10 +27,10 @@ from matplotlib.figure import Figure
 from m2ctr.schema import COLD_BUCKETS
 
 from . import metrics as M
-from .artifacts import RunDir, read_json, write_text_atomic
+from .artifacts import Directory, RunDir, read_json
 from .data import TrainerError
 
-REPORT_NAME = "report.html"
+REPORT_NAME = Directory.REPORT
 PARTS = ("val", "test")
 PART_TITLES = {"val": "validation", "test": "test"}
 SCORE_COLUMNS = ("label", "probability", "scene", "cold_user", "cold_item")
@@ -52,7 +52,7 @@ def write_report(path: str | Path) -> Path:
         body, title = _run_page(path)
     else:
         raise TrainerError(f"{path} is neither a run (metrics.json) nor a ladder (ladder.json)")
-    return write_text_atomic(path / REPORT_NAME, _document(title, body))
+    return Directory(path).write_report(_document(title, body))
 
 
 # ---------------------------------------------------------------------------- page pieces
@@ -130,14 +130,13 @@ class _Figures:
     """Saves each figure as `report_<name>.png` beside the page and returns its embedded <img>."""
 
     def __init__(self, directory: Path):
-        self.directory = directory
+        self.directory = Directory(directory)
 
     def img(self, name: str, fig: Figure, alt: str) -> str:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=DPI)  # each figure already ran tight_layout
         data = buf.getvalue()
-        file = f"report_{name}.png"
-        (self.directory / file).write_bytes(data)
+        file = self.directory.write_report_figure(name, data)
         b64 = base64.b64encode(data).decode("ascii")
         return f'<img src="data:image/png;base64,{b64}" alt="{_e(alt)}" data-file="{_e(file)}">'
 

@@ -10,9 +10,8 @@ from typing import TypedDict
 import torch
 from torch import nn
 
+from embeddings.keys import SIDES, TOKENS
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
-
-SIDES = ("user", "item")
 
 
 def mlp(d_in: int, dims: list[int], dropout: float = 0.0, out: int | None = None) -> nn.Sequential:
@@ -56,7 +55,7 @@ class TokenPooling(nn.Module):
     def forward(self, batch: dict) -> torch.Tensor:
         pooled = {}
         for side in SIDES:
-            tok = batch[f"tok_{side}"]
+            tok = batch[TOKENS[side]]
             b, f, length = tok.shape
             pooled[side] = self.pool(tok.reshape(b * f, length)).view(b, f, -1)    # [B, F, d]
         u, v = pooled["user"].mean(1), pooled["item"].mean(1)                    # [B, d]
