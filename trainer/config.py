@@ -19,10 +19,10 @@ def default_table_path() -> Path:
     return table_path(TRAINING_SAMPLES)
 
 
-# Epochs and learning rate left unset: a full fit's, or a daily refresh's. A refresh fine-tunes:
-# one pass over the new days and the replayed ones (with one replay day, each day is seen twice over
-# two refreshes, as in a full fit of two epochs), at the rate a full fit's second epoch runs at.
-# Chosen on the validation days of bench/refresh.py.
+# Epochs and learning rate left unset: a full fit's, or a daily refresh's. A refresh fine-tunes: one
+# pass over the new days and the replayed ones, at the rate a full fit's second epoch runs at. Chosen
+# with `replay_days` on the validation days of bench/refresh.py (mmoe, 3 seeds): more epochs or a
+# higher rate overfit the few days, a lower rate or no replay lag behind.
 FULL_FIT = {"epochs": 5, "lr": 2e-3}
 REFRESH = {"epochs": 1, "lr": 1e-3}
 
@@ -50,7 +50,7 @@ class FitConfig:
     # -- daily refresh: start from an earlier run (its weights, vocabularies, preprocessing and
     # content tables) and train on the days after its training days plus `replay_days` of them
     init_from: str | None = None
-    replay_days: int = 1
+    replay_days: int = 2
     # -- hardware
     device: str = "auto"
     threads: int | None = None
