@@ -1,12 +1,14 @@
 """Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
 
-    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--replay-days 2] [--epochs 2]
+    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 2] [--replay-days N]
 
 For each of the last --days days D of the table, both see the table as it stood on D (its days up to
 D; validation D-1, test D):
-  full     `fit MODEL` from scratch on every training day;
+  full     `fit MODEL --epochs E` from scratch on every training day;
   refresh  `fit MODEL --init-from <yesterday's run>` on the new training day plus --replay-days
-           earlier ones; the first refresh starts from the full fit of the day before the window.
+           earlier ones, with fit's refresh defaults unless --refresh-epochs / --refresh-lr say
+           otherwise; the first refresh starts from the full fit of the day before the window.
+Both run in this one process, one after the other, so they see the same machine load.
 Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days).
 """
 
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from trainer.cli import main as trainer
+from trainer.config import FitConfig
 
 
 def table_as_of(table: Path, day: str, root: Path) -> Path:
@@ -50,8 +53,12 @@ def main() -> None:
     ap.add_argument("--rows-per-day", type=int, default=5000, help="sample table size (default %(default)s)")
     ap.add_argument("--model", default="fusion", help="model to fit (default %(default)s)")
     ap.add_argument("--days", type=int, default=4, help="days refreshed (default %(default)s)")
-    ap.add_argument("--replay-days", type=int, default=2, help="earlier days replayed (default %(default)s)")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs of every fit (default %(default)s)")
+    ap.add_argument("--replay-days", type=int, default=FitConfig("dnn").replay_days,
+                    help="earlier days a refresh replays (default: fit's, %(default)s)")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of every full fit (default %(default)s)")
+    ap.add_argument("--refresh-epochs", type=int, help="epochs of every refresh (default: fit's for a refresh)")
+    ap.add_argument("--refresh-lr", type=float, help="learning rate of every refresh (default: fit's for a refresh)")
+    ap.add_argument("--seed", type=int, default=42, help="seed of every fit (default %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -65,35 +72,40 @@ def main() -> None:
     days = sorted(p.name.removeprefix("date=") for p in table.glob("date=*"))
     if len(days) < args.days + 4:
         raise SystemExit(f"error: {len(days)} days in {table}; need --days + 4")
-    common = ["--epochs", str(args.epochs), "--threads", str(args.threads), "--quiet",
-              "--cache-dir", str(tmp / "cache")]
+    common = ["--threads", str(args.threads), "--quiet", "--seed", str(args.seed), "--cache-dir", str(tmp / "cache")]
+    full_args = ["--epochs", str(args.epochs), *common]
+    refresh = FitConfig(args.model, init_from=".", epochs=args.refresh_epochs, lr=args.refresh_lr)
+    refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--replay-days", str(args.replay_days),
+                    *common]
     load = os.getloadavg()[0]
     start = days[-args.days - 1]
     _, _ = fit([args.model, "--table", str(table_as_of(table, start, tmp / "tables")),
-                "--out", str(tmp / f"full-{start}"), *common])
+                "--out", str(tmp / f"full-{start}"), *full_args])
     previous = tmp / f"full-{start}"
     rows = []
     for day in days[-args.days:]:
         view = table_as_of(table, day, tmp / "tables")
-        full_s, full = fit([args.model, "--table", str(view), "--out", str(tmp / f"full-{day}"), *common])
+        full_s, full = fit([args.model, "--table", str(view), "--out", str(tmp / f"full-{day}"), *full_args])
         ref_s, ref = fit([args.model, "--table", str(view), "--out", str(tmp / f"refresh-{day}"),
-                          "--init-from", str(previous), "--replay-days", str(args.replay_days), *common])
+                          "--init-from", str(previous), *refresh_args])
         previous = tmp / f"refresh-{day}"
         rows.append({"day": day, "full_auc": full["test"]["auc"], "refresh_auc": ref["test"]["auc"],
+                     "full_val_auc": full["val"]["auc"], "refresh_val_auc": ref["val"]["auc"],
                      "full_s": full_s, "refresh_s": ref_s,
                      "full_train_rows": full["split"]["rows"]["train"],
                      "refresh_train_rows": ref["split"]["rows"]["train"]})
         print(f"{day}: full AUC {full['test']['auc']:.4f} in {full_s:.0f} s; "
               f"refresh {ref['test']['auc']:.4f} in {ref_s:.0f} s", file=sys.stderr)
 
-    print(f"\n{args.model}, {args.epochs} epochs, replay {args.replay_days} days, {args.threads} threads; "
+    print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
+          f"replay {args.replay_days} day(s); seed {args.seed}, {args.threads} threads; "
           f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'full s':>7} {'refresh s':>10} "
-          f"{'time ratio':>11}")
+    print(f"{'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} {'full s':>7} "
+          f"{'refresh s':>10} {'time ratio':>11}")
     for r in rows:
         print(f"{r['day']:<11} {r['full_auc']:>9.4f} {r['refresh_auc']:>12.4f} "
-              f"{r['refresh_auc'] - r['full_auc']:>+8.4f} {r['full_s']:>7.0f} {r['refresh_s']:>10.0f} "
-              f"{r['refresh_s'] / r['full_s']:>11.2f}")
+              f"{r['refresh_auc'] - r['full_auc']:>+8.4f} {r['refresh_val_auc'] - r['full_val_auc']:>+9.4f} "
+              f"{r['full_s']:>7.1f} {r['refresh_s']:>10.1f} {r['refresh_s'] / r['full_s']:>11.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "load_average": load, **vars(args)}, default=str, indent=2))

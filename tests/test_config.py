@@ -61,3 +61,17 @@ def test_config_round_trips_and_old_flat_configs_still_load():
     loaded = FitConfig.from_dict(old)
     assert loaded.content == TextConfig.asked_for(tokens=True, vectors=True, whiten_dim=16)
     assert loaded.seed == 3
+
+
+def test_a_refresh_has_its_own_epochs_and_learning_rate_unless_given():
+    from trainer.config import FULL_FIT, REFRESH
+
+    parse = build_parser().parse_args
+    full = fit_config(parse(["fit", "mmoe"]))
+    refresh = fit_config(parse(["fit", "mmoe", "--init-from", "runs/x"]))
+    assert (full.epochs, full.lr) == (FULL_FIT["epochs"], FULL_FIT["lr"])
+    assert (refresh.epochs, refresh.lr) == (REFRESH["epochs"], REFRESH["lr"])
+    assert REFRESH != FULL_FIT
+    given = fit_config(parse(["fit", "mmoe", "--init-from", "runs/x", "--epochs", "3", "--lr", "0.01"]))
+    assert (given.epochs, given.lr) == (3, 0.01)
+    assert FitConfig.from_dict(given.to_dict()) == given

@@ -6,10 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from m2ctr.schema import ID_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
+from trainer.config import FitConfig
+from trainer.data import REQUIRED_COLUMNS, Preprocessor, ordered_batches
+from trainer.train import load_run, prepare, score
 
 FIT = ["--epochs", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
 
@@ -51,10 +56,13 @@ def test_refresh_trains_on_new_days_and_a_replay_window_from_the_parents_state(t
     assert after["split"]["test_days"] == ["2024-03-07"]
     assert after["parent"] == str(parent.resolve())
     assert after["hparams"] == before["hparams"]
-    # the vocabularies and preprocessing are the earlier run's, not refitted
-    assert (out / "vocab_user_id.parquet").read_bytes() == (parent / "vocab_user_id.parquet").read_bytes()
-    assert json.loads((out / "preprocessing.json").read_text()) == json.loads((parent / "preprocessing.json").read_text())
+    # the scalers are the earlier run's; the id tables grew (test_vocabularies_grow_...)
+    assert json.loads((out / "preprocessing.json").read_text())["mean"] == \
+        json.loads((parent / "preprocessing.json").read_text())["mean"]
+    assert after["spec"]["id_cardinalities"] > before["spec"]["id_cardinalities"]
     m = metrics(out)
+    # under auto the refresh keeps its parent's calibration method and refits its maps
+    assert m["val"]["calibration"]["method"] == metrics(parent)["val"]["calibration"]["method"]
     assert m["split"]["rows"]["train"] == 6000
     assert m["test"]["auc"] > 0.6
     # and it is scored like any run
@@ -69,3 +77,28 @@ def test_refresh_refuses_another_model_and_nothing_new(tables, parent, tmp_path,
                  str(parent), *FIT]) == 1
     assert "nothing to refresh on" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_vocabularies_grow_to_a_full_fits_and_the_grown_model_scores_as_its_parent(tables, parent):
+    """The refresh counts the new days' ids: its counts and vocabularies are those a fit on all its
+    training days would have, each earlier id keeping its row; an id the vocabulary gained starts
+    from the row it read before, so until it trains the grown model scores every row as the parent."""
+    p = prepare(FitConfig(model="mmoe", table=str(tables[1]), init_from=str(parent), threads=1))
+    earlier = load_run(parent)
+    days = sorted({*earlier.cfg["split"]["train_days"], *p.split["train_days"]})
+    full = Preprocessor.fit(p.table.batches(days, REQUIRED_COLUMNS))
+    for f in ID_COLUMNS:
+        old = list(earlier.prep.vocab[f])
+        assert list(p.prep.vocab[f][: len(old)]) == old
+        assert len(p.prep.vocab[f]) > len(old)
+        assert set(p.prep.vocab[f]) == set(full.vocab[f])
+        index, n = p.prep.counts[f]
+        assert dict(zip(index, n)) == dict(zip(*full.counts[f]))
+    test = p.split["test_days"]
+    items = np.concatenate([b.column("item_id").to_numpy(zero_copy_only=False)
+                            for b in p.table.batches(test, ["item_id"])])
+    assert np.isin(items, list(p.prep.vocab["item_id"][len(earlier.prep.vocab["item_id"]):])).sum() > 100
+    grown = score(p.start, ordered_batches(p.table, test, p.features), p.features, "cpu")
+    before = score(earlier.model, ordered_batches(p.table, test, earlier.features), earlier.features, "cpu")
+    assert len(grown["probability"]) == 2000
+    np.testing.assert_allclose(grown["probability"], before["probability"], rtol=0, atol=1e-6)

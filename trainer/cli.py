@@ -18,7 +18,7 @@ from serving.server import HELP as SERVE_HELP
 from serving.server import add_serve_arguments, run_serve
 
 from .calibration import CHOICES as CALIBRATIONS
-from .config import FitConfig, default
+from .config import FULL_FIT, REFRESH, FitConfig, default
 from .data import TrainerError
 from .models import MODELS
 
@@ -72,14 +72,16 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("table", "training_samples directory (ORC, date=YYYY-MM-DD partitions); "
         "default: $CTR_WAREHOUSE_DIR/$CTR_SCHEMA.db/training_samples", metavar="DIR")
     p.add_argument("--out", help="run directory to create (default: runs/<model>-<timestamp>)")
-    opt("epochs", "maximum epochs", type=positive)
+    p.add_argument("--epochs", type=positive, help=f"maximum epochs (default {FULL_FIT['epochs']}; "
+                   f"{REFRESH['epochs']} for a refresh, --init-from)")
     opt("patience", "stop after this many epochs without a better validation AUC", type=positive)
     opt("seed", "seed for python, numpy and torch", type=int)
     opt("device", "auto picks CUDA when available", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=positive, help="torch CPU threads (default: torch's own choice)")
     opt("batch_size", "training batch size", type=positive)
     opt("eval_batch_size", "inference batch size", type=positive)
-    opt("lr", "AdamW learning rate of the dense layers", type=float)
+    p.add_argument("--lr", type=float, help=f"AdamW learning rate of the dense layers (default {FULL_FIT['lr']:g}; "
+                   f"{REFRESH['lr']:g} for a refresh, --init-from)")
     opt("emb_lr", "learning rate of the id tables (sparse Adam)", type=float)
     opt("token_lr", "learning rate of the content-id (token) table (sparse Adam)", type=float)
     opt("lr_decay", "every learning rate is multiplied by this after each epoch", type=float)
@@ -89,7 +91,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("scene_weights", "reweight the loss by inverse scene frequency on the training days",
         choices=["none", "balanced"])
     opt("calibration", "per-scene map of the probabilities fitted on the validation days; auto picks "
-        "platt or isotonic by out-of-fold validation logloss", choices=list(CALIBRATIONS))
+        "platt or isotonic by out-of-fold validation logloss (a refresh keeps its parent's pick and "
+        "refits the maps)", choices=list(CALIBRATIONS))
     opt("min_count", "training-day impressions an id needs for its own embedding; rarer and unseen "
         "ids share hash buckets", type=positive)
     opt("max_vocab", "most frequent ids kept per field", type=positive)
@@ -99,9 +102,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
-    opt("init_from", "daily refresh: start from this run's weights, vocabularies and content tables and "
-        "train only on the days after its training days (ids new since then take the unseen path until "
-        "the next full fit)", metavar="RUN_DIR")
+    opt("init_from", "daily refresh: start from this run's weights, preprocessing and content side and "
+        "train on the training days after its own (their ids join the counts, and ids that reach "
+        "--min-count get their own id row, started from the row they read before)", metavar="RUN_DIR")
     opt("replay_days", "with --init-from, also train on this many of the earlier run's last training days",
         type=int)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "

@@ -19,18 +19,26 @@ def default_table_path() -> Path:
     return table_path(TRAINING_SAMPLES)
 
 
+# Epochs and learning rate left unset: a full fit's, or a daily refresh's. A refresh fine-tunes: one
+# pass over the new days and the replayed ones, at the rate a full fit's second epoch runs at. Chosen
+# with `replay_days` on the validation days of bench/refresh.py (mmoe, 3 seeds): more epochs or a
+# higher rate overfit the few days, a lower rate or no replay lag behind.
+FULL_FIT = {"epochs": 5, "lr": 2e-3}
+REFRESH = {"epochs": 1, "lr": 1e-3}
+
+
 @dataclass(frozen=True)
 class FitConfig:
     model: str
     table: str = field(default_factory=lambda: str(default_table_path()))
     out: str | None = None
     # -- optimisation
-    epochs: int = 5
+    epochs: int | None = None  # FULL_FIT's, or REFRESH's with init_from
     patience: int = 2
     seed: int = 42
     batch_size: int = 1024
     eval_batch_size: int = 8192
-    lr: float = 2e-3
+    lr: float | None = None
     emb_lr: float = 5e-4
     token_lr: float = 2e-3
     lr_decay: float = 0.5
@@ -65,6 +73,11 @@ class FitConfig:
     # -- output
     quiet: bool = False
     report: bool = False
+
+    def __post_init__(self):
+        for name, value in (REFRESH if self.init_from else FULL_FIT).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     def replace(self, **changes) -> FitConfig:
         return dataclasses.replace(self, **changes)

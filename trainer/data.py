@@ -190,9 +190,7 @@ class Preprocessor:
         families = [(np.isin(DENSE_COLUMNS, cols), DENSE_COLUMNS.index(flag))
                     for cols, flag in HISTORY_FAMILIES.values()]
         for batch in batches:
-            for f in ID_COLUMNS:
-                vc = pc.value_counts(pc.fill_null(batch.column(f).cast(pa.string()), ""))
-                counts[f].update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+            _count_ids(batch, counts)
             vc = pc.value_counts(batch.column("scene"))
             scenes.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
             x = _dense_matrix(batch).astype(np.float64)
@@ -217,11 +215,7 @@ class Preprocessor:
         std[std < 1e-6] = 1.0
         flags = np.isin(DENSE_COLUMNS, FLAG_COLUMNS)
         mean[flags], std[flags] = 0.0, 1.0
-        vocab = {}
-        for f in ID_COLUMNS:
-            frequent = sorted(((c, k) for k, c in counts[f].items() if c >= min_count and k != ""),
-                              key=lambda ck: (-ck[0], ck[1]))[:max_vocab]
-            vocab[f] = [k for _, k in frequent]
+        vocab = {f: _frequent(counts[f], min_count, max_vocab) for f in ID_COLUMNS}
         # The standardised value each history feature has on a row whose key has no history, per
         # scene (the smoothed CTRs are the scene's prior there): what the cold-start simulation
         # writes when it masks a side's history. 0 before standardisation where no such row exists.
@@ -244,6 +238,40 @@ class Preprocessor:
             "n_train_rows": n,
         }
         return cls(state, vocab, {f: (list(c), list(c.values())) for f, c in counts.items()})
+
+    def extend(self, batches: Iterable[pa.RecordBatch], max_vocab: int) -> Preprocessor:
+        """This preprocessing with the rows of `batches` (days it has not counted) added to its
+        training-day counts, and each id vocabulary grown by the ids that now reach `min_count`,
+        appended after the ids it had (most frequent first, up to `max_vocab` in all): the
+        vocabularies and counts a fit on all of those days would have, in an order that keeps every
+        earlier id's row. Scalers, scenes and the rest stay as fitted."""
+        counts = {f: Counter(dict(zip(index, n.tolist()))) for f, (index, n) in self.counts.items()}
+        n = sum(_count_ids(batch, counts) for batch in batches)
+        vocab = {}
+        for f in ID_COLUMNS:
+            known = set(self.vocab[f])
+            grown = _frequent({k: c for k, c in counts[f].items() if k not in known}, self.state["min_count"],
+                              max(max_vocab - len(known), 0))
+            vocab[f] = [*self.vocab[f], *grown]
+        state = {**self.state, "extended_rows": self.state.get("extended_rows", 0) + n}
+        return Preprocessor(state, vocab, {f: (list(c), list(c.values())) for f, c in counts.items()})
+
+    def id_rows_before(self, earlier: Preprocessor) -> np.ndarray:
+        """For each row of this preprocessing's id table (all fields, in the model's order), the row
+        of `earlier`'s table it continues: the same row for the new-id row, an earlier vocabulary id
+        and a hash bucket; for an id the vocabulary gained, the row `earlier` gave it (the new-id row
+        for an id it never counted, when new ids are on; else its hash bucket)."""
+        rows, offset = [], 0
+        for f, card in zip(ID_COLUMNS, earlier.id_cardinalities):
+            old_v = len(earlier.vocab[f])
+            gained = np.asarray(self.vocab[f][old_v:], dtype=object)
+            before = earlier.encode_ids(f, gained) if len(gained) else np.zeros(0, np.int64)
+            if earlier.new_ids and len(gained):
+                before[earlier.train_count(f, gained) == 0] = NEW_ID
+            rows.append(offset + np.concatenate([np.arange(1 + old_v), before,
+                                                 1 + old_v + np.arange(self.hash_buckets)]))
+            offset += card
+        return np.concatenate(rows)
 
     # -- shape of the model input
 
@@ -329,6 +357,21 @@ class Preprocessor:
             t = run.id_table("train_counts", f)
             counts[f] = (t.column("id").to_pylist(), t.column("train_count").to_numpy())
         return cls(state, vocab, counts)
+
+
+def _count_ids(batch: pa.RecordBatch, counts: dict[str, Counter]) -> int:
+    """Add each id field's occurrences in `batch` to `counts`; returns its rows."""
+    for f in ID_COLUMNS:
+        vc = pc.value_counts(pc.fill_null(batch.column(f).cast(pa.string()), ""))
+        counts[f].update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+    return batch.num_rows
+
+
+def _frequent(counts: dict[str, int], min_count: int, limit: int) -> list[str]:
+    """Ids seen at least `min_count` times, most frequent first (ties by id), at most `limit`."""
+    frequent = sorted(((c, k) for k, c in counts.items() if c >= min_count and k != ""),
+                      key=lambda ck: (-ck[0], ck[1]))[:limit]
+    return [k for _, k in frequent]
 
 
 def _dense_matrix(batch: pa.RecordBatch) -> np.ndarray:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from embeddings.options import TextConfig
 from m2ctr.atomic import atomic_path
+from m2ctr.schema import ID_COLUMNS
 
 from . import calibration as C
 from . import distributed
@@ -48,7 +49,7 @@ from .data import (
     training_shard,
 )
 from .models import MODELS
-from .models.layers import check_hyperparameters
+from .models.layers import Inputs, check_hyperparameters
 
 # Per-row arrays that stay on the numpy side: the metrics group by them, the model never sees them.
 HOST_ONLY = ("user_key",)
@@ -184,6 +185,7 @@ class Prepared:
     world: distributed.World = field(default_factory=distributed.World)
     simulation: ColdStartSimulation = field(default_factory=ColdStartSimulation)
     parent: Run | None = None  # the run a daily refresh starts from
+    start: torch.nn.Module | None = None  # a refresh's model: the parent's, its id tables grown
     refresh_rows: int | None = None  # its training rows (the preprocessing counts the earlier run's)
 
     @property
@@ -253,9 +255,15 @@ def prepare(cfg: FitConfig) -> Prepared:
 
 
 def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: int, world, simulation) -> Prepared:
-    """A daily refresh: the earlier run's preprocessing, vocabularies, content side and weights, trained
-    on the training days after its own plus its last `replay_days` training days. Nothing is refitted,
-    so ids and tokens new since then take the unseen path until the next full fit."""
+    """A daily refresh: the earlier run's weights, preprocessing and content side, trained on the
+    training days after its own plus its last `replay_days` training days.
+
+    Only the new days are read to update the preprocessing: their ids are added to the training-day
+    counts, and an id that now reaches `min_count` gets its own row in the id table, initialised
+    with the row it read before (the new-id row or its hash bucket), so the grown model scores
+    every old row as its parent did. Scalers, scenes and the content side are the parent's; texts
+    new since then are encoded on the way, as at serving time, and new tokens take the hash buckets
+    until the next full fit."""
     parent = load_run(Path(cfg.init_from), str(device))
     torch.set_num_threads(threads)  # load_run set the earlier run's count
     if parent.cfg["model"] != cfg.model:
@@ -269,9 +277,24 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
                            f"and {cfg.init_from} was trained up to {before[-1]}")
     replay = [d for d in before if d in split["train_days"]][-cfg.replay_days:] if cfg.replay_days else []
     split = {**split, "train_days": replay + new}
-    rows = sum(b.num_rows for b in table.batches(split["train_days"], ["label"]))
-    return Prepared(table, split, parent.prep, parent.features, parent.cfg["spec"], device, threads, world,
-                    simulation, parent, rows)
+    prep = parent.prep.extend(table.batches(new, ID_COLUMNS), parent.cfg["config"]["max_vocab"])
+    spec = {**parent.cfg["spec"], "id_cardinalities": prep.id_cardinalities}
+    model = MODELS[cfg.model](spec, **parent.cfg["hparams"])
+    model.load_state_dict(grown_state(parent.model, prep.id_rows_before(parent.prep)))
+    return Prepared(table, split, prep, Features(prep, parent.features.featurizer), spec, device, threads, world,
+                    simulation, parent, model, table.count_rows(table.fragments(split["train_days"])))
+
+
+def grown_state(model: torch.nn.Module, rows_before: np.ndarray) -> dict:
+    """`model`'s weights with every id table (an `Inputs` embedding) re-indexed: row i of the new
+    table is row `rows_before[i]` of the old one."""
+    state = model.state_dict()
+    take = torch.from_numpy(rows_before)
+    for name, module in model.named_modules():
+        if isinstance(module, Inputs):
+            key = f"{name}.embedding.weight" if name else "embedding.weight"
+            state[key] = state[key][take.to(state[key].device)]
+    return state
 
 
 # ---------------------------------------------------------------------------- fit, step 2: build
@@ -325,8 +348,9 @@ def score_days(model, p: Prepared, days: list[str], eval_batch_size: int) -> dic
     return w.gather(rows)
 
 
-def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
-    """Optimizers above, early stopping on validation AUC; the best epoch's weights are restored."""
+def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Optimizers above, early stopping on validation AUC; the best epoch's weights are restored.
+    Returns the history and the best epoch's validation scores (the metrics need not score again)."""
     device, w = p.device, p.world
     opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay, cfg.token_lr,
                      sparse=not (w.parallel and device.type == "cuda"))
@@ -337,7 +361,7 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
     # avx512_bf16, see bench/trainer.py --ours-bf16); weights, optimiser and evaluation stay float32
     amp = cfg.precision == "bfloat16"
     quiet = cfg.quiet or not w.is_main
-    best_auc, best_state, best_epoch, history = float("-inf"), None, -1, []
+    best_auc, best_state, best_epoch, best_val, history = float("-inf"), None, -1, {}, []
     for epoch in range(cfg.epochs):
         model.train()
         bar = tqdm(total=p.n_train_rows // w.size, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -370,12 +394,12 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> list[dict]:
             print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}  val AUC {M.fmt(val_auc)}  "
                   f"{seen * w.size / elapsed:,.0f} samples/s{'  *' if improved else ''}", file=sys.stderr)
         if improved:
-            best_auc, best_epoch = score_, epoch
+            best_auc, best_epoch, best_val = score_, epoch, val
             best_state = {k: v.detach().clone() for k, v in distributed.unwrap(model).state_dict().items()}
         elif epoch - best_epoch >= cfg.patience:
             break
     distributed.unwrap(model).load_state_dict(best_state)
-    return history
+    return history, best_val
 
 
 def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
@@ -409,15 +433,17 @@ def training_ctr(p: Prepared) -> dict:
 
 
 def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
-                    calibration: str | C.Calibration = "none") -> tuple[dict, C.Calibration]:
+                    calibration: str | C.Calibration = "none", val: dict | None = None) -> tuple[dict, C.Calibration]:
     """metrics.json for the validation and test days, and the calibration its probabilities went
     through: a method name fits one on the validation rows, a Calibration is applied as it is. The
-    per-row scores, calibrated and raw, go to `run`."""
+    per-row scores, calibrated and raw, go to `run`. `val`: the validation days' scores, when the
+    model at hand has scored them already."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
     for part in ("val", "test"):
-        parts[part] = rows = score_days(model, p, p.split[f"{part}_days"], eval_batch_size)
+        parts[part] = rows = (val if part == "val" and val else
+                              score_days(model, p, p.split[f"{part}_days"], eval_batch_size))
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
     if isinstance(calibration, str):
@@ -449,6 +475,13 @@ def score_columns(rows: dict, scenes: list[int]) -> dict:
     return columns
 
 
+def calibration_method(cfg: FitConfig, p: Prepared) -> str:
+    """The calibration a fit asks for; under `auto` a refresh keeps its parent's choice (the choice
+    is model selection, like the hyperparameters it keeps) and only refits the maps."""
+    inherited = p.parent.calibration.method if p.parent is not None else "none"
+    return inherited if cfg.calibration == "auto" and inherited != "none" else cfg.calibration
+
+
 def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
     """Train, then write the run; under data parallelism every rank trains and scores, rank 0 writes."""
     n_params = sum(q.numel() for q in model.parameters())
@@ -463,8 +496,9 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             p.prep.save(run)
             if p.features.featurizer is not None:
                 run.write_text_side(p.features.featurizer)
-        history = train_loop(model, p, cfg)
-        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run, cfg.calibration)
+        history, val = train_loop(model, p, cfg)
+        result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run,
+                                              calibration_method(cfg, p), val)
         if run is not None:
             run.write_calibration(calibration.to_dict())
             run.write_history(history)
@@ -485,7 +519,7 @@ def fit(cfg: FitConfig) -> Path:
     out = Path(p.world.broadcast(cfg.out or f"runs/{cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"))
     if out.exists():
         raise TrainerError(f"run directory {out} already exists; choose another --out")
-    model = (p.parent.model if p.parent is not None else build(cfg, p.spec)).to(p.device)
+    model = (p.start if p.start is not None else build(cfg, p.spec)).to(p.device)
     return train_and_write(cfg, p, model, out)
 
 
