@@ -88,3 +88,16 @@ def test_normalized_entropy_is_logloss_over_the_base_rate_entropy():
     assert q["ne"] == pytest.approx(1.0)          # predicting the base rate is NE 1
     assert q["predicted_over_observed"] == pytest.approx(1.0)
     assert M.probability_quality(y, np.array([0.9, 0.1, 0.1, 0.1]), 0.25)["ne"] < 1
+
+
+def test_platt_never_reverses_a_scenes_ranking():
+    """A scene whose validation clicks run against the model's scores would get a negative slope:
+    the map only shifts it instead, to the scene's observed rate, and its ranking stays."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.4, 4000)
+    y = (rng.random(4000) < 0.45 - p).astype(float)  # the higher the score, the fewer the clicks
+    params = C.fit_map("platt", y, p)
+    assert params["a"] == 1.0
+    out = C.apply_map("platt", params, p)
+    assert (np.diff(out[np.argsort(p)]) >= 0).all()
+    assert out.mean() == pytest.approx(y.mean(), abs=0.01)

@@ -182,3 +182,25 @@ def test_simulation_lets_fusion_score_new_items_from_their_text(tmp_path):
         metrics = json.loads((out / "metrics.json").read_text())
         aucs[name] = metrics["test"]["cold_start"]["item"]["zero"]["auc"]
     assert aucs["with"] > aucs["without"] + 0.01, aucs
+
+
+@pytest.mark.slow
+def test_content_guard_keeps_the_backbone_when_the_text_stops_helping(tmp_path):
+    """Text that helped on every training day and says nothing on the validation day: the guard
+    turns fusion's content side off, the saved run keeps it off, and its validation AUC is its
+    backbone's. Where the text keeps helping, the content side stays on."""
+    decisions = {}
+    for name, topic_days in (("stops", 6), ("stays", None)):
+        table = write_sample_table(tmp_path / name / "training_samples", rows_per_day=3000, days=8, seed=3,
+                                   topic_effect=2.5, topic_affinity=2.0, topic_days=topic_days)
+        out = tmp_path / name / "fusion"
+        assert main(["fit", "fusion", "--table", str(table), "--out", str(out), "--epochs", "2",
+                     "--threads", "1", "--seed", "0", "--quiet"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        decisions[name] = guard = metrics["content_guard"]
+        kept = guard["backbone_val_auc"] if not guard["content_on"] else guard["fused_val_auc"]
+        assert metrics["val"]["auc"] == pytest.approx(kept, abs=0.02)  # calibration moves it a little
+        assert float(load_run(out).model.content_on) == float(guard["content_on"])
+    assert not decisions["stops"]["content_on"]
+    assert decisions["stops"]["backbone_val_auc"] > decisions["stops"]["fused_val_auc"]
+    assert decisions["stays"]["content_on"]

@@ -42,13 +42,28 @@ def fit_map(method: str, y: np.ndarray, p: np.ndarray) -> dict:
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
-        return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if a <= 0:  # a slope of 0 or below would flatten or reverse the scene's ranking: shift only
+            a, b = 1.0, _shift(y, _logit(p))
+        return {"a": a, "b": b}
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
         iso = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(p, y)
         return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
     raise ValueError(f"unknown calibration method {method!r} (one of {', '.join(METHODS)})")
+
+
+def _shift(y: np.ndarray, x: np.ndarray, steps: int = 50) -> float:
+    """The b of sigmoid(x + b) with the lowest logloss (Newton's method; the loss is convex in b)."""
+    b = 0.0
+    for _ in range(steps):
+        q = 1.0 / (1.0 + np.exp(-(x + b)))
+        step = (q - y).sum() / max((q * (1 - q)).sum(), 1e-12)
+        b -= step
+        if abs(step) < 1e-10:
+            break
+    return float(b)
 
 
 def apply_map(method: str, params: dict, p: np.ndarray) -> np.ndarray:

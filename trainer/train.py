@@ -402,6 +402,34 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
     return history, best_val
 
 
+# How much higher the backbone alone must score on validation to turn the content side off.
+GUARD_MARGIN = 0.001
+
+
+def content_guard(model, p: Prepared, cfg: FitConfig, fused_val: dict) -> tuple[dict | None, dict]:
+    """A gated model whose text misleads on the validation days is kept as its backbone alone.
+
+    Text can help on every training day and stop helping after them; nothing a model trains on
+    shows that, so it is checked once on the validation days, as early stopping checks the epoch.
+    Returns the decision (None for a model without a content side) and the validation scores of
+    the model as it is kept."""
+    inner = distributed.unwrap(model)
+    if not hasattr(inner, "content_on") or not fused_val:
+        return None, fused_val
+    fused_auc = M.auc(fused_val["label"], fused_val["probability"])
+    inner.content_on.fill_(0.0)
+    alone = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
+    alone_auc = M.auc(alone["label"], alone["probability"])
+    off = alone_auc > fused_auc + GUARD_MARGIN
+    inner.content_on.fill_(0.0 if off else 1.0)
+    if not cfg.quiet and p.world.is_main:
+        print(f"content guard: backbone alone val AUC {M.fmt(alone_auc)}, fused {M.fmt(fused_auc)}: "
+              f"content side {'OFF' if off else 'on'}", file=sys.stderr)
+    decision = {"content_on": not off, "fused_val_auc": fused_auc, "backbone_val_auc": alone_auc,
+                "margin": GUARD_MARGIN}
+    return decision, (alone if off else fused_val)
+
+
 def run_config(cfg: FitConfig, p: Prepared, model) -> dict:
     return {
         "config": cfg.to_dict(),
@@ -497,8 +525,11 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             if p.features.featurizer is not None:
                 run.write_text_side(p.features.featurizer)
         history, val = train_loop(model, p, cfg)
+        guard, val = content_guard(model, p, cfg, val)
         result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run,
                                               calibration_method(cfg, p), val)
+        if guard is not None:
+            result["content_guard"] = guard
         if run is not None:
             run.write_calibration(calibration.to_dict())
             run.write_history(history)

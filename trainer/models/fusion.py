@@ -109,6 +109,14 @@ class Fusion(nn.Module):
                               list(content_dims))
         self.gate = mlp(d_content, list(gate_dims), out=self.n_scenes)
         nn.init.constant_(self.gate[-1].bias, gate_bias)
+        # The content guard (trainer.train.content_guard): 0 when the backbone alone scored higher on
+        # the validation days than the fused model. A buffer, so it is saved, loaded and exported
+        # with the weights.
+        self.register_buffer("content_on", torch.tensor(1.0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "content_on", torch.tensor(1.0))  # runs saved before the guard
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def content_input(self, batch) -> torch.Tensor:
         """The content side of each row [B, d_content]."""
@@ -128,6 +136,7 @@ class Fusion(nn.Module):
         new = (batch["ids"] == NEW_ID).long()                              # [B, 2] ids the model cannot know
         alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
                               + self.new_bias[new[:, 0], new[:, 1]])
+        alpha = alpha * self.content_on  # 0 once the content guard turned the content side off
         base = mmoe_logit if self.hparams["mix"] == "residual" else (1 - alpha) * mmoe_logit
         logits = base + alpha * content_logit
         own_alpha = alpha.gather(1, batch["scene"].view(-1, 1)).squeeze(1)  # [B]
