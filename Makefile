@@ -57,6 +57,12 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 # generator replaces only its own files, never other CSVs in that directory.
 demo data: export CTR_RAW_PATH = $(DEMO_RAW)
 demo: export CTR_WAREHOUSE_DIR = $(DEMO_WAREHOUSE)
+# Named on the command line too (`make data features DEMO_LANG=zh`), a step reads and writes that
+# language's sample and warehouse, never the English ones.
+ifneq ($(DEMO_LANG),en)
+features features-full-refresh quality train: export CTR_RAW_PATH = $(DEMO_RAW)
+features features-full-refresh quality train: export CTR_WAREHOUSE_DIR = $(DEMO_WAREHOUSE)
+endif
 data: install
 	@want="$(DEMO_ROWS) $(DEMO_DAYS) $(DEMO_SEED)$(DEMO_SUFFIX)"; \
 	have=$$(cat "$(CTR_RAW_PATH)/.demo-args" 2>/dev/null || true); \

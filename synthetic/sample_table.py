@@ -48,11 +48,12 @@ def _sigmoid(x):
 def make_samples(
     rows_per_day: int = 3000, days: int = 6, seed: int = 0, start: str = "2024-03-01",
     n_scenes: int = 5, new_share: float = 0.25, topic_effect: float = 0.0, topic_affinity: float = 0.0,
-    arrivals_from: int = 1,
+    arrivals_from: int = 1, topic_days: int | None = None,
 ) -> tuple[list[pa.Table], np.ndarray]:
     """One Arrow table per day (without the `date` partition column) and the true click probabilities.
     New users and items arrive on every day from `arrivals_from` on (`new_share` of the initial
-    population a day)."""
+    population a day). With `topic_days`, the topic effects hold on the first `topic_days` days only:
+    text that helps on the training days and stops helping after them."""
     rng = np.random.default_rng(seed)
     n_users = max(rows_per_day // 3, 50)
     n_items = max(rows_per_day // 8, 30)
@@ -79,8 +80,9 @@ def make_samples(
         s = item_scene[i]
         deep = rng.normal(0, 1, (rows_per_day, N_DEEP))
         match = (u % len(TOPICS)) == (i % len(TOPICS))
+        topical = topic_days is None or d < topic_days
         p = _sigmoid(SCENE_BASE_LOGIT[s] + user_eff[u] + item_eff[i] + SCENE_DEEP_EFFECT[s] * deep[:, 0]
-                     + topic_effect * TOPIC_OFFSET[i % len(TOPICS)] + topic_affinity * match)
+                     + topical * (topic_effect * TOPIC_OFFSET[i % len(TOPICS)] + topic_affinity * match))
         for k, v in (("day", np.full(rows_per_day, d)), ("user", u), ("item", i), ("scene", s),
                      ("label", (rng.random(rows_per_day) < p).astype(int)), ("deep", deep), ("p", p)):
             rec[k].append(v)

@@ -51,3 +51,20 @@ def test_sample_table_equals_a_dbt_build_of_its_records(dbt_build, tmp_path):
     assert not {c: n for c, n in differ.items() if n}, differ
     assert both["u_ctr_cum_smooth"].nunique() > 10  # the smoothed CTRs were compared on real values
     assert pd.Series(both["i_imp_7d"] < both["i_imp_cum"]).any()  # and the window cut something
+
+
+def test_topic_effects_stop_after_topic_days():
+    """`topic_days`: the same world, with the topic effects on the first days only, so text that
+    helped on the training days says nothing after them."""
+    kwargs = {"rows_per_day": 2000, "days": 6, "seed": 1, "topic_effect": 2.5, "topic_affinity": 2.0}
+    tables, always = make_samples(**kwargs)
+    _, stopped = make_samples(**kwargs, topic_days=4)
+    day = np.concatenate([np.full(t.num_rows, d) for d, t in enumerate(tables)])
+    np.testing.assert_array_equal(stopped[day < 4], always[day < 4])
+    assert np.abs(stopped[day >= 4] - always[day >= 4]).max() > 0.1
+    # after the topic days the click probability no longer differs by the item's topic
+    item_topic = np.concatenate([t.column("item_entity_names").to_numpy(zero_copy_only=False) for t in tables])
+    late = day >= 4
+    by_topic = pd.Series(np.log(stopped[late] / (1 - stopped[late]))).groupby(item_topic[late]).mean()
+    by_topic_always = pd.Series(np.log(always[late] / (1 - always[late]))).groupby(item_topic[late]).mean()
+    assert by_topic.max() - by_topic.min() < (by_topic_always.max() - by_topic_always.min()) / 2
