@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--refresh-epochs", type=int, help="epochs of every refresh (default: fit's for a refresh)")
     ap.add_argument("--refresh-lr", type=float, help="learning rate of every refresh (default: fit's for a refresh)")
     ap.add_argument("--seed", type=int, default=42, help="seed of every fit (default %(default)s)")
+    ap.add_argument("--cache-dir", type=Path, help="text vector cache of every fit (default: a new, empty one); "
+                    "a warm one leaves encoding out of both legs' times")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -72,7 +74,8 @@ def main() -> None:
     days = sorted(p.name.removeprefix("date=") for p in table.glob("date=*"))
     if len(days) < args.days + 4:
         raise SystemExit(f"error: {len(days)} days in {table}; need --days + 4")
-    common = ["--threads", str(args.threads), "--quiet", "--seed", str(args.seed), "--cache-dir", str(tmp / "cache")]
+    common = ["--threads", str(args.threads), "--quiet", "--seed", str(args.seed),
+              "--cache-dir", str(args.cache_dir or tmp / "cache")]
     full_args = ["--epochs", str(args.epochs), *common]
     refresh = FitConfig(args.model, init_from=".", epochs=args.refresh_epochs, lr=args.refresh_lr)
     refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--replay-days", str(args.replay_days),
