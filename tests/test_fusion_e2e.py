@@ -52,7 +52,9 @@ def test_fit_fusion_fits_text_on_training_days_and_stores_alpha(tables):
     assert set(alpha["per_scene"]) == {str(s) for s in range(5)}
     values = [alpha["mean"], *alpha["per_scene"].values(), *alpha["cold_user"].values(),
               *alpha["cold_item"].values()]
-    assert all(0 < v < 1 for v in values if v is not None)
+    # this table's text says nothing about clicks, so the content guard may keep the backbone alone
+    on = metrics["content_guard"]["content_on"]
+    assert all((0 < v < 1) if on else v == 0 for v in values if v is not None)
     config = json.loads((run_a / "config.json").read_text())
     assert config["spec"]["blocks"]["text_user"] <= 16 + 1
 
