@@ -79,7 +79,7 @@ def _usable(y: np.ndarray) -> bool:
     return len(y) >= MIN_ROWS and 0 < y.sum() < len(y)
 
 
-def out_of_foldlogloss(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray, seed: int = 0) -> float:
+def out_of_fold_logloss(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray, seed: int = 0) -> float:
     """Logloss of `method` on the validation rows, each row calibrated by maps fitted without it."""
     fold = np.random.default_rng(seed).integers(0, FOLDS, len(y))
     out = p.astype(np.float64).copy()
@@ -134,7 +134,7 @@ def fit(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray) -> Calibra
         return Calibration()
     choice = {}
     if method == "auto":
-        choice = {m: out_of_foldlogloss(m, y, p, scene) for m in METHODS}
+        choice = {m: out_of_fold_logloss(m, y, p, scene) for m in METHODS}
         choice["raw"] = logloss(y, p)
         method = min(METHODS, key=choice.get)
     maps = {int(s): fit_map(method, y[scene == s], p[scene == s])

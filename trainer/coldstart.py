@@ -53,21 +53,21 @@ class ColdStartSimulation:
         n = len(arrays["label"])
         out = dict(arrays)
         out["ids"] = arrays["ids"].copy()
-        dropped = {}
+        hidden = {}  # per side, the simulated rows that also hide their history
         for k, side in enumerate(SIDES):
             p = self.p_user if side == "user" else self.p_item
             new = rng.random(n) < p
             out["ids"][new, k] = NEW_ID
-            dropped[side] = new & (rng.random(n) < self.mask_history)
+            hidden[side] = new & (rng.random(n) < self.mask_history)
             if self.mask_history:
-                out[HISTORY_KEYS[side]] = np.where(dropped[side], ZERO, arrays[HISTORY_KEYS[side]])
+                out[HISTORY_KEYS[side]] = np.where(hidden[side], ZERO, arrays[HISTORY_KEYS[side]])
         if self.mask_history:
-            dropped["pair"] = dropped["user"] | dropped["item"]
+            hidden["pair"] = hidden["user"] | hidden["item"]
             empty = prep.no_history(arrays["scene"])
             columns = prep.state["dense_columns"]
             dense = arrays["dense"].copy()
             for family, (features, _) in HISTORY_FAMILIES.items():
-                rows = np.flatnonzero(dropped[family])
+                rows = np.flatnonzero(hidden[family])
                 cols = [columns.index(c) for c in features]
                 dense[np.ix_(rows, cols)] = empty[np.ix_(rows, cols)]
             out["dense"] = dense

@@ -165,6 +165,13 @@ def probability_quality(y: np.ndarray, p: np.ndarray, base_rate: float | None) -
             "predicted_over_observed": ratio}
 
 
+def click_rates(clicks: np.ndarray, rows: np.ndarray) -> dict:
+    """Click rate overall and per scene index from per-scene clicks and rows: normalized entropy's
+    baseline, as `calibration_effect` reads it."""
+    return {"overall": float(clicks.sum() / rows.sum()) if rows.sum() else None,
+            "per_scene": {i: float(clicks[i] / rows[i]) for i in range(len(rows)) if rows[i]}}
+
+
 def calibration_effect(split: dict[str, np.ndarray], raw: np.ndarray, calibrated: np.ndarray, scenes,
                        train_rate: dict) -> dict:
     """`probability_quality` overall and per scene, before and after calibration. `train_rate` holds

@@ -266,7 +266,9 @@ def fit_lightgbm(
            for part in ("val", "test")}
     val = parts["val"].arrays
     calibrator = C.fit(calibration, val["label"], raw["val"], val["scene"])
-    rates = _training_ctr(parts["train"].arrays, len(prep.scenes))
+    train = parts["train"].arrays
+    rates = M.click_rates(np.bincount(train["scene"], weights=train["label"], minlength=len(prep.scenes)),
+                          np.bincount(train["scene"], minlength=len(prep.scenes)))
     for part in ("val", "test"):
         arrays, p = parts[part].arrays, calibrator(raw[part], parts[part].arrays["scene"])
         result[part] = M.evaluate(arrays, p, prep.scenes)
@@ -304,13 +306,6 @@ def fit_lightgbm(
 
 
 # ---------------------------------------------------------------------------- oracle
-
-
-def _training_ctr(arrays: dict[str, np.ndarray], n_scenes: int) -> dict:
-    """Click rate of the training rows, overall and per scene index (normalized entropy's baseline)."""
-    y, scene = arrays["label"], arrays["scene"]
-    return {"overall": float(y.mean()),
-            "per_scene": {i: float(y[scene == i].mean()) for i in range(n_scenes) if (scene == i).any()}}
 
 
 def find_truth(table_dir, truth=None) -> Path | None:

@@ -456,8 +456,7 @@ def training_ctr(p: Prepared) -> dict:
         idx = p.prep.scene_index.get_indexer(batch.column("scene").to_numpy())
         np.add.at(rows, idx, 1)
         np.add.at(clicks, idx, batch.column("label").to_numpy(zero_copy_only=False))
-    return {"overall": float(clicks.sum() / rows.sum()) if rows.sum() else None,
-            "per_scene": {i: float(clicks[i] / rows[i]) for i in range(len(rows)) if rows[i]}}
+    return M.click_rates(clicks, rows)
 
 
 def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
