@@ -7,7 +7,7 @@
 
 {#- The models that describe the run: rebuilt on every run, nothing new or not. -#}
 {% macro run_plan_models() -%}
-  {{- return(['stg_raw_files', 'stg_build_dates', 'base_raw_impressions']) -}}
+  {{- return(['stg_raw_files', 'stg_build_dates']) -}}
 {%- endmacro %}
 
 {#- Whether this run leaves the model `name` as it is (a run with nothing new). -#}
