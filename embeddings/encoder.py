@@ -14,6 +14,8 @@ Backends (``--encoder-backend``), all from the same weights (embeddings/backends
   onnx        the pooled graph exported to ONNX once, run by onnxruntime
   onnx-int8   the same graph with int8 weights (dynamic quantisation, per channel)
   openvino    the ONNX graph compiled by OpenVINO
+  openvino-int8  the same graph quantised to static int8 by NNCF (weights and activations,
+              calibrated on embeddings/calibration.txt), run by OpenVINO
   static      static token vectors distilled from the model (as model2vec does): no transformer
 Exported and distilled models are made on first use, offline, and kept under
 ``$M2CTR_ENCODER_CACHE`` (default ``~/.cache/m2ctr/encoders``).

@@ -10,6 +10,7 @@ different inputs live side by side.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Build:
     warehouse_dir: Path
     success: bool
     result: object
+    started_ns: int = 0  # wall clock (time.time_ns) when the build started
 
     def table_dir(self, model: str) -> Path:
         return self.warehouse_dir / f"{self.schema}.db" / model
@@ -97,6 +99,7 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
         }
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
+        started_ns = time.time_ns()
         try:
             result = dbtRunner().invoke(
                 [
@@ -122,7 +125,7 @@ def dbt_build(spark, spark_warehouse_dir, tmp_path_factory):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-        return Build(schema, spark_warehouse_dir, bool(result.success), result)
+        return Build(schema, spark_warehouse_dir, bool(result.success), result, started_ns)
 
     return build
 

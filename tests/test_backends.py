@@ -76,6 +76,8 @@ def test_backend_loads_offline_and_agrees_with_float32(agreement, encoder, backe
 def test_exported_models_are_made_once_and_kept(agreement):
     made = agreement["_made"]
     assert {"last4-mean.onnx", "last4-mean.int8.onnx", "sentence.onnx", "sentence.int8.onnx"} <= set(made), made
+    if "missing" not in agreement["text/openvino-int8"]:
+        assert {"last4-mean.openvino-int8", "sentence.openvino-int8"} <= set(made), made
 
 
 def test_the_cache_never_mixes_vectors_of_two_backends(tmp_path, monkeypatch):

@@ -7,13 +7,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import torch
 
 from m2ctr.schema import ID_COLUMNS
 from synthetic.sample_table import write_sample_table
+from trainer.artifacts import RunDir
 from trainer.cli import main
 from trainer.config import FitConfig
-from trainer.data import REQUIRED_COLUMNS, Preprocessor, ordered_batches
+from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, ordered_batches
 from trainer.train import load_run, prepare, score
 
 FIT = ["--epochs", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
@@ -102,3 +105,28 @@ def test_vocabularies_grow_to_a_full_fits_and_the_grown_model_scores_as_its_pare
     before = score(earlier.model, ordered_batches(p.table, test, earlier.features), earlier.features, "cpu")
     assert len(grown["probability"]) == 2000
     np.testing.assert_allclose(grown["probability"], before["probability"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_refresh_of_a_run_whose_guard_turned_the_text_off_scores_it_again(tables, tmp_path):
+    """A parent kept as its backbone alone trains its refresh without the content side; the refresh's
+    guard scores the fused model too before it decides, and the run it writes scores its validation
+    days as its scores file says. It encodes new texts through the cache it is given, not its parent's."""
+    parent, out = tmp_path / "parent", tmp_path / "refreshed"
+    text = ["--whiten-dim", "16"]
+    assert main(["fit", "fusion", "--table", str(tables[0]), "--out", str(parent), *FIT, *text,
+                 "--cache-dir", str(tmp_path / "parent-cache")]) == 0
+    run = RunDir(parent)
+    run.write_weights({**run.weights(), "content_on": torch.tensor(0.0)})
+    assert main(["fit", "fusion", "--table", str(tables[1]), "--out", str(out), "--init-from", str(parent),
+                 *FIT, "--cache-dir", str(tmp_path / "cache")]) == 0
+    guard = metrics(out)["content_guard"]
+    assert guard["fused_val_auc"] != guard["backbone_val_auc"]
+    refreshed = load_run(out)
+    assert float(refreshed.model.content_on) == float(guard["content_on"])
+    table = Table(str(tables[1]), need_text=True)
+    val = score(refreshed.model, ordered_batches(table, ["2024-03-06"], refreshed.features), refreshed.features,
+                "cpu")
+    written = pq.read_table(out / "scores_val.parquet").column("probability_raw").to_numpy()
+    np.testing.assert_allclose(val["probability"], written, rtol=0, atol=1e-6)
+    assert any((tmp_path / "cache").rglob("*"))

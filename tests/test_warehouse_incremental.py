@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -37,11 +38,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "warehouse" / "models"
-# Per-run working tables: what this run parsed (base_raw_impressions), its plan (stg_raw_files,
-# stg_build_dates) and the state at the start of its first rebuilt day (int_*_state). They
-# describe the run, not the data, so they differ between an incremental and a full build.
+# Per-run working tables: its plan (stg_raw_files, stg_build_dates) and the state at the start of
+# its first rebuilt day (int_*_state). They describe the run, not the data, so they differ between
+# an incremental and a full build.
 PER_RUN = {
-    "base_raw_impressions",
     "stg_raw_files",
     "stg_build_dates",
     "int_user_state",
@@ -229,15 +229,15 @@ def _status(spark, build) -> dict[str, str]:
     return {r["source_file"]: r["status"] for r in rows}
 
 
-def _parsed(spark, build) -> set[str]:
-    """The files this run parsed (through the catalog: an empty table may have no ORC file)."""
-    rows = (
-        spark.table(f"{build.schema}.base_raw_impressions")
-        .select("source_file")
-        .distinct()
-        .collect()
-    )
-    return {r[0] for r in rows}
+def _parsed(build) -> set[str]:
+    """The files this run parsed: the source_file partitions of stg_raw_records (the only model
+    that reads the CSV) that it wrote, i.e. whose ORC files are newer than the run's start."""
+    table = build.table_dir("stg_raw_records")
+    return {
+        unquote(p.parent.name.removeprefix("source_file="))
+        for p in table.glob("source_file=*/*.orc")
+        if p.stat().st_mtime_ns >= build.started_ns
+    }
 
 
 def _orc_files(build, model) -> list[Path]:
@@ -356,14 +356,14 @@ def test_a_new_day_parses_only_its_files_and_equals_the_full_build(spark, full, 
     new = {f for f, s in status.items() if s == "new"}
     assert new == {f for f in status if f.startswith("flat-")}
     assert {s for f, s in status.items() if f not in new} == {"unchanged", "ignored"}
-    assert _parsed(spark, new_day) == new
+    assert _parsed(new_day) == new
     assert _differences(spark, new_day, full) == {}
 
 
 def test_a_build_with_nothing_new_changes_nothing(spark, full, nothing_new):
     before, again = nothing_new
     assert set(_status(spark, again).values()) == {"unchanged", "ignored"}
-    assert _parsed(spark, again) == set()
+    assert _parsed(again) == set()
     assert _orc_files(again, "training_samples") == before  # not one file rewritten
     assert _differences(spark, again, full) == {}
 

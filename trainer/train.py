@@ -264,7 +264,8 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     every old row as its parent did. Scalers, scenes and the content side are the parent's; texts
     new since then are encoded on the way, as at serving time, and new tokens take the hash buckets
     until the next full fit."""
-    parent = load_run(Path(cfg.init_from), str(device))
+    # the texts are encoded through this fit's cache, not the one the earlier run was given
+    parent = load_run(Path(cfg.init_from), str(device), cache_dir=cfg.content.cache_dir)
     torch.set_num_threads(threads)  # load_run set the earlier run's count
     if parent.cfg["model"] != cfg.model:
         raise TrainerError(f"--init-from {cfg.init_from} is a {parent.cfg['model']} run, not {cfg.model}")
@@ -416,9 +417,16 @@ def content_guard(model, p: Prepared, cfg: FitConfig, fused_val: dict) -> tuple[
     inner = distributed.unwrap(model)
     if not hasattr(inner, "content_on") or not fused_val:
         return None, fused_val
+    if not bool(inner.content_on):
+        # a refresh of a run whose guard turned the content side off trained and scored without
+        # it: those scores are the backbone's, and the fused model is scored now
+        alone = fused_val
+        inner.content_on.fill_(1.0)
+        fused_val = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
+    else:
+        inner.content_on.fill_(0.0)
+        alone = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
     fused_auc = M.auc(fused_val["label"], fused_val["probability"])
-    inner.content_on.fill_(0.0)
-    alone = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
     alone_auc = M.auc(alone["label"], alone["probability"])
     off = alone_auc > fused_auc + GUARD_MARGIN
     inner.content_on.fill_(0.0 if off else 1.0)
@@ -572,7 +580,9 @@ class Run:
                         self.device, self.cfg["threads"])
 
 
-def load_run(run_dir: Path, device_name: str | None = None) -> Run:
+def load_run(run_dir: Path, device_name: str | None = None, **text_overrides) -> Run:
+    """A run as it was written; `text_overrides` change content options that do not change what
+    was fitted (e.g. `cache_dir`)."""
     rd = RunDir(run_dir)
     if not rd.file(rd.CONFIG).is_file() or not rd.has_weights():
         raise TrainerError(f"{run_dir} is not a complete run directory ({rd.CONFIG}, {rd.WEIGHTS})")
@@ -587,7 +597,7 @@ def load_run(run_dir: Path, device_name: str | None = None) -> Run:
     if cfg.get("content") is not None:
         from embeddings import TextFeaturizer
 
-        featurizer = TextFeaturizer.load(rd.text_side())
+        featurizer = TextFeaturizer.load(rd.text_side(), **text_overrides)
     model = MODELS[cfg["model"]](cfg["spec"], **cfg["hparams"])
     model.load_state_dict(rd.weights())
     return Run(cfg, prep, Features(prep, featurizer), model.to(device), device, C.Calibration.of_run(rd))

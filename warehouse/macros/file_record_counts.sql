@@ -1,6 +1,6 @@
 {#-
   One row per file parsed in this run (every file on a full build): its raw records (header lines
-  aside, counted in base_raw_impressions, this run's CSV stored as is, so the CSV is not parsed
+  aside, counted in the partitions of stg_raw_records this run wrote, so the CSV is not parsed
   again), how many of them are in stg_impressions and in quarantine_impressions (in the partitions
   this run wrote), and the days of its clean records. A file missing from a side counts 0 there.
   raw_file_audit records these counts; assert_raw_records_conserved fails on any file where
@@ -12,8 +12,8 @@
 with parsed_records as (
 
     select source_file, count(*) as records
-    from {{ ref('base_raw_impressions') }}
-    where not is_header
+    from {{ ref('stg_raw_records') }}
+    where {{ in_list('source_file', plan.batch_files, plan.full) }}
     group by source_file
 
 ),

@@ -1,7 +1,10 @@
 {#-
-  Every raw CSV record (header lines excluded), its fields mapped to the canonical columns, typed,
-  and either accepted (reject_reason null) or given the first reason it fails. stg_impressions and
-  quarantine_impressions split this table, so every record lands in exactly one of them.
+  Every raw CSV record of this run's files (new or changed, see stg_raw_files; header lines
+  excluded), its fields mapped to the canonical columns, typed, and either accepted (reject_reason
+  null) or given the first reason it fails. This is the only model that reads the CSV: each file is
+  parsed once, when it is new or changed, in a single scan (a multi-line CSV file is parsed by one
+  task), and everything downstream reads this table. stg_impressions and quarantine_impressions
+  split it, so every record lands in exactly one of them.
   Partitioned by source_file: a run writes the partitions of the files it parsed and drops those of
   changed and removed files, so a re-delivered file replaces its own records and nothing else. It
   is where later runs find the records of unchanged files when they restage a day.
@@ -10,91 +13,118 @@
 {%- set raw_cols = raw_columns() -%}
 {%- set n_cols = raw_cols | length -%}
 {%- set reasons = var('reject_reasons') -%}
-{%- do file_plan() -%}
+{%- set plan = file_plan() -%}
 
-with raw as (
+with source as (
 
-    select * from {{ ref('base_raw_impressions') }}
+    -- Only this run's files: the filter on the file path prunes the others before Spark opens them.
+    select *, _metadata.file_path as file_path
+    from {{ source('raw', 'impressions_csv') }}
+    where {{ in_list('_metadata.file_path', plan.batch_paths, plan.full) }}
 
 ),
 
-headers as (
+files as (
 
-    -- A file with a header: where each canonical column sits in it (0 = absent).
-    select
-        source_file,
-        first(n_fields) as header_fields,
+    select source_file, file_path
+    from {{ ref('stg_raw_files') }}
+    where status in ('new', 'changed')
+
+),
+
+parsed as (
+
+    select /*+ broadcast(files) */
+        files.source_file,
         {%- for c in raw_cols %}
-        cast(first(array_position(vals, '{{ c }}')) as int) as pos_{{ c }}{{ ',' if not loop.last }}
+        c{{ loop.index0 }},
         {%- endfor %}
-    from raw
-    where is_header
-    group by source_file
+        regexp_replace(_corrupt_record, '\r$', '') as corrupt_text,
+        -- Spark fills _corrupt_record only when a record does not have exactly {{ n_cols }} fields;
+        -- then its field count is the number of commas outside quoted sections, plus one.
+        case
+            when _corrupt_record is null then {{ n_cols }}
+            else size(split(regexp_replace(_corrupt_record, '"([^"]|"")*"', ''), ',', -1))
+        end as n_fields
+    from source
+    join files
+        on source.file_path = files.file_path
 
 ),
 
-duplicated as (
+fields as (
 
-    -- Byte-identical records of one file (rare): only these need an occurrence number, so only
-    -- their keys are aggregated and only their rows are shuffled to number them.
+    -- Spark guesses a file's line separator from its first line break, which may sit inside a
+    -- quoted field; then the last field of each \r\n-terminated record keeps a trailing \r.
     select
         source_file,
-        record_hash
-    from raw
-    where not is_header
-    group by source_file, record_hash
-    having count(*) > 1
+        array(
+            {%- for c in raw_cols %}
+            if(n_fields = {{ loop.index }} and endswith(c{{ loop.index0 }}, '\r'),
+               left(c{{ loop.index0 }}, length(c{{ loop.index0 }}) - 1),
+               c{{ loop.index0 }}){{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as vals,
+        corrupt_text,
+        n_fields,
+        coalesce(c0 = 'user_id' and c1 = 'item_id', false) as is_header
+    from parsed
 
 ),
 
-numbered as (
+hashed as (
 
-    select /*+ broadcast(duplicated) */
-        raw.*,
-        1 as occurrence
-    from raw
-    left anti join duplicated
-        on raw.source_file = duplicated.source_file
-        and raw.record_hash = duplicated.record_hash
-    where not raw.is_header
+    select
+        *,
+        sha2(
+            concat_ws('\u001f', coalesce(corrupt_text, ''), array_join(vals, '\u001f', '\u0000')),
+            256
+        ) as record_hash
+    from fields
 
-    union all
+),
 
-    -- Identical records get distinct ids through their occurrence number; which copy gets
-    -- which number does not matter, the set of ids is the same on every rebuild.
-    select /*+ broadcast(duplicated) */
-        raw.*,
-        row_number() over (
-            partition by raw.source_file, raw.record_hash order by raw.record_hash
-        ) as occurrence
-    from raw
-    left semi join duplicated
-        on raw.source_file = duplicated.source_file
-        and raw.record_hash = duplicated.record_hash
-    where not raw.is_header
+located as (
+
+    -- One pass over each file, its records ordered by hash: the file's header (where each
+    -- canonical column sits in it, 0 = absent), and an occurrence number that tells byte-identical
+    -- records of one file apart (which copy gets which number does not matter: the set of ids is
+    -- the same on every rebuild). A header line is identical only to another header line.
+    select
+        *,
+        row_number() over file_by_hash - rank() over file_by_hash + 1 as occurrence,
+        first(if(is_header, n_fields, null), true) over whole_file as header_fields,
+        {%- for c in raw_cols %}
+        cast(first(if(is_header, array_position(vals, '{{ c }}'), null), true) over whole_file as int) as pos_{{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from hashed
+    window
+        file_by_hash as (partition by source_file order by record_hash),
+        whole_file as (
+            partition by source_file order by record_hash
+            rows between unbounded preceding and unbounded following
+        )
 
 ),
 
 records as (
 
-    -- At most one header row per file: broadcast, so the records are not shuffled for the join.
-    select /*+ broadcast(headers) */
-        numbered.source_file,
-        numbered.vals,
-        numbered.corrupt_text,
-        numbered.n_fields,
-        numbered.record_hash,
-        numbered.occurrence,
-        coalesce(headers.header_fields, {{ n_cols }}) as expected_fields,
+    select
+        source_file,
+        vals,
+        corrupt_text,
+        n_fields,
+        record_hash,
+        occurrence,
+        coalesce(header_fields, {{ n_cols }}) as expected_fields,
         {%- for c in raw_cols %}
         case
-            when headers.source_file is null then numbered.vals[{{ loop.index0 }}]
-            when headers.pos_{{ c }} > 0 then element_at(numbered.vals, headers.pos_{{ c }})
+            when header_fields is null then vals[{{ loop.index0 }}]
+            when pos_{{ c }} > 0 then element_at(vals, pos_{{ c }})
         end as {{ c }}_raw{{ ',' if not loop.last }}
         {%- endfor %}
-    from numbered
-    left join headers
-        on numbered.source_file = headers.source_file
+    from located
+    where not is_header
 
 ),
 
