@@ -8,7 +8,8 @@ declares what it needs (`get_validation_dependencies`) and still judges it (`met
 the same code Great Expectations runs), but the metrics in between are computed by this module:
 
 - one aggregation over the persisted table: row counts, null / set / range / length / pair
-  counts (each with its domain's filter folded into the count), min, max, mean, distinct values;
+  counts (each with its domain's filter folded into the count), min, max, mean, distinct values,
+  and the values other suites take from this table (`riders`, see references.py);
 - one grouping job when the suite checks uniqueness (the rows whose key occurs more than once);
 - Great Expectations itself for anything else (schema metrics cost no job), and for the samples
   of unexpected values, which only a failing expectation needs.
@@ -102,6 +103,7 @@ class _Plan:
     columns: list = field(default_factory=list)
     readers: dict = field(default_factory=dict)  # metric id -> (row, groups) -> value
     groupings: list = field(default_factory=list)  # (filter, key columns)
+    riders: dict = field(default_factory=dict)  # name -> index of an aggregate asked for by name
     later: dict = field(default_factory=dict)  # metric id -> configuration left to GX
 
     def agg(self, expr) -> int:
@@ -216,8 +218,9 @@ class _Plan:
 
         return read
 
-    def run(self) -> dict:
-        """The values of every metric planned here: one aggregation, one job per grouping."""
+    def run(self) -> tuple[dict, dict]:
+        """The values of every metric planned here, and of the riders: one aggregation, one job
+        per grouping."""
         from pyspark.sql import functions as F
 
         row = self.frame.agg(*self.columns).first() if self.columns else None
@@ -228,11 +231,16 @@ class _Plan:
                 .agg(F.sum("count")).first()[0]
             )  # fmt: skip
             groups.append(int(repeated or 0))
-        return {mid: read(row, groups) for mid, read in self.readers.items()}
+        metrics = {mid: read(row, groups) for mid, read in self.readers.items()}
+        return metrics, {name: row[i] for name, i in self.riders.items()}
 
 
-def validate(context, validator, suite: gx.ExpectationSuite, parameters: dict, label: str):
-    """Validate `suite` on the validator's batch in one pass; store and return the result."""
+def validate(
+    context, validator, suite: gx.ExpectationSuite, parameters: dict, label: str, riders=None
+):
+    """Validate `suite` on the validator's batch in one pass; store the result and return it with
+    the values of `riders` (name -> aggregate Column, computed in the same aggregation; None when
+    the pass fell back to Great Expectations' own path)."""
     engine = validator.execution_engine
     runtime = {"result_format": copy.deepcopy(RESULT_FORMAT)}
     configs = validator.process_expectations_for_validation(
@@ -257,11 +265,13 @@ def validate(context, validator, suite: gx.ExpectationSuite, parameters: dict, l
             planned.append((n, config, expectation, deps))
         except Exception:  # noqa: BLE001  # GX's own path reports it as an expectation error
             results[n] = None
+    for name, column in (riders or {}).items():
+        plan.riders[name] = plan.agg(column)
     try:
-        metrics = plan.run()
+        metrics, ridden = plan.run()
     except Exception:  # noqa: BLE001  # a metric Spark cannot compute here: GX's own path
         results = dict.fromkeys(range(len(configs)))
-        planned, metrics = [], {}
+        planned, metrics, ridden = [], {}, None
     samples = {}
     for metric_id, metric in plan.later.items():
         if metric.metric_name.endswith(".unexpected_values"):
@@ -289,7 +299,7 @@ def validate(context, validator, suite: gx.ExpectationSuite, parameters: dict, l
     ordered = [
         results[n] if results.get(n) is not None else next(fallback) for n in range(len(configs))
     ]
-    return _store(context, validator, suite, ordered, label)
+    return _store(context, validator, suite, ordered, label), ridden
 
 
 def _count_id(sample, planned):

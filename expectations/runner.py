@@ -61,7 +61,9 @@ def _run_suites(settings: Settings, context, sources: Sources, summary: dict, ro
                 row, summary["suites"][name] = report.missing(name, str(exc))
                 rows.append(row)
             else:
-                summary["suites"][name] = _run(context, name, suite, suite_params, batches, rows)
+                summary["suites"][name] = _run(
+                    context, name, suite, suite_params, batches, rows, refs
+                )
             sources.release(sources.loaded() - _still_read(settings.suites[n + 1 :], refs))
     finally:
         sources.release(sources.loaded())
@@ -91,16 +93,21 @@ def _one_job_per_limit(spark):
                 spark.conf.set(key, value)
 
 
-def _run(context, name, suite, suite_params, batches, rows) -> dict:
+def _run(context, name, suite, suite_params, batches, rows, refs: References) -> dict:
     """Validate every batch of one suite (a table is one batch; raw input one per file layout),
-    each in one pass over its persisted DataFrame (`onepass`)."""
+    each in one pass over its persisted DataFrame (`onepass`), which also computes the values
+    later suites take from this table."""
     suite = context.suites.add(suite)
     entries, success = [], True
-    for batch in batches:
+    for n, batch in enumerate(batches):
         validator = context.get_validator(
             batch_request=batch.definition.build_batch_request(batch_parameters=batch.parameters)
         )
-        result = onepass.validate(context, validator, suite, suite_params, batch.label)
+        riders = refs.riders(name, batch.parameters["dataframe"].columns)
+        result, ridden = onepass.validate(
+            context, validator, suite, suite_params, batch.label, riders
+        )
+        refs.take(name, ridden if riders else None, last_batch=n == len(batches) - 1)
         success = success and bool(result.success)
         batch_rows, batch_entries = report.results(batch.label, result)
         rows += batch_rows

@@ -57,6 +57,10 @@ def spark_session(settings=None):
         # The suite bar is the progress report; Spark's stage bars would garble the table.
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "8")
+        # As for the build (profiles.yml): small tasks for the raw CSV, each read whole by one
+        # task, and table folders listed on the driver rather than by a Spark job per table.
+        .config("spark.sql.files.maxPartitionBytes", "32m")
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
         # Every table is held in memory (spilling to disk) while its suite runs; as for the build.
         .config("spark.driver.memory", os.environ.get("CTR_SPARK_DRIVER_MEMORY", "4g"))
         # Times are read as the build reads them (profiles.yml): UTC, unparseable -> null.
