@@ -5,9 +5,13 @@ local target:   `$CTR_WAREHOUSE_DIR/<schema>.db/<model>/` through a Spark filesy
 cluster target: `$CTR_LOCATION_ROOT/<schema>.db/<model>` (e.g. hdfs://...) and the raw CSV read
                 with Spark, since the filesystem datasource only lists local paths.
 
-Each table (each group of raw files) is read once per run and persisted; every suite and every
-reference value then works on that one DataFrame, handed to GX as a batch of the `warehouse`
-(`raw`) dataframe datasource, until `release` unpersists it.
+Each table (each group of raw files) is read once per run; every suite and every reference value
+then works on that one DataFrame, handed to GX as a batch of the `warehouse` (`raw`) dataframe
+datasource, until `release` drops it. A warehouse table is not persisted: a suite scans it once
+for its aggregation (`onepass`) and once more for a uniqueness grouping, and each scan reads only
+the columns it needs from ORC, which costs less than caching every column first. Raw CSV is
+persisted: Spark answers a query on its corrupt-record column alone (the samples of malformed
+records) only from a cached parse.
 """
 
 from __future__ import annotations
@@ -88,14 +92,14 @@ def first_line(exc: BaseException) -> str:
 
 
 class Sources:
-    """Loads each table once, persisted, and hands out GX batches over it."""
+    """Loads each table once and hands out GX batches over it."""
 
     def __init__(self, context, settings, spark):
         self.context = context
         self.settings = settings
         self.spark = spark
         self._frames: dict[str, list[tuple[str, Any]]] = {}  # model -> [(label, DataFrame)]
-        self._assets: dict[str, Any] = {}  # label -> batch definition over a persisted frame
+        self._assets: dict[str, Any] = {}  # label -> batch definition over a loaded frame
         self._definitions: dict[str, Any] = {}  # batch definitions the files are read through
         if settings.target == "local":
             self.base = Path(settings.warehouse_dir) / f"{settings.schema}.db"
@@ -103,7 +107,7 @@ class Sources:
             # dbt's cluster target stores a model at <location_root>/<schema>.db/<model>.
             self.base = f"{settings.location_root.rstrip('/')}/{settings.schema}.db"
         self._files = None  # the filesystem datasource the local tables are read through
-        # The DataFrames are persisted here, so GX need not persist them again.
+        # Not persisted by GX either (see the module's docstring).
         self._validated = {
             name: context.data_sources.add_spark(name, persist=False) for name in ("warehouse", RAW)
         }
@@ -122,7 +126,7 @@ class Sources:
         return batches
 
     def frame(self, model: str):
-        """A table's DataFrame: the persisted one while it is loaded, else read for one use
+        """A table's DataFrame: the loaded one while it is loaded, else read for one use
         (a reference value, which the caller keeps, is all that is wanted of it then)."""
         return self._frames_of(model)[0]
 
@@ -137,7 +141,7 @@ class Sources:
         return set(self._frames)
 
     def release(self, names) -> None:
-        """Unpersist the named tables (a later call reads them again)."""
+        """Drop the named tables, unpersisted (a later call reads them again)."""
         for name in list(names):
             for _, frame in self._frames.pop(name, []):
                 frame.unpersist()
@@ -146,7 +150,10 @@ class Sources:
 
     def _load(self, name: str) -> list[tuple[str, Any]]:
         if name not in self._frames:
-            self._frames[name] = [(label, frame.persist()) for label, frame in self._read(name)]
+            frames = self._read(name)
+            self._frames[name] = (
+                [(label, frame.persist()) for label, frame in frames] if name == RAW else frames
+            )
         return self._frames[name]
 
     def _read(self, name: str) -> list[tuple[str, Any]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainer.models import MODELS
-from trainer.models.fusion import Fusion
+from trainer.models.fusion import MIXES, Fusion, mixture_logit
 from trainer.models.layers import check_hyperparameters
 
 N_SCENES = 5
@@ -89,6 +89,65 @@ def test_residual_mix_adds_alpha_times_content_to_the_backbone():
         torch.testing.assert_close(logits, model.backbone(b) + alpha * content_logit)
     with pytest.raises(ValueError, match="mix must be one of"):
         Fusion(SPEC, mix="average")
+
+
+def test_probability_mix_is_a_mixture_of_the_two_click_probabilities():
+    torch.manual_seed(0)
+    model = Fusion(SPEC, mix="probability").eval()
+    b = batch()
+    last = model.gate[-1]
+    with torch.no_grad():
+        content = model.content_input(b)
+        content_logit = model.content.shared(content).squeeze(-1).double()
+        backbone_logit = model.backbone(b).double()
+        alpha = torch.sigmoid(model.gate(content)).double()
+        p = (1 - alpha) * torch.sigmoid(backbone_logit) + alpha * torch.sigmoid(content_logit)
+        logits, extras = model(b)
+        torch.testing.assert_close(logits.double(), torch.logit(p), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(extras["alpha"].double(), alpha.gather(1, b["scene"].view(-1, 1)).squeeze(1))
+        last.weight.zero_()
+        last.bias.fill_(30.0)   # alpha -> 1: the content tower alone
+        torch.testing.assert_close(model(b)[0].double(), content_logit, atol=1e-4, rtol=1e-4)
+        last.bias.fill_(-30.0)  # alpha -> 0: the MMoE backbone alone
+        torch.testing.assert_close(model(b)[0].double(), backbone_logit, atol=1e-4, rtol=1e-4)
+        last.bias.zero_()
+        model.content_on.fill_(0.0)  # the content guard: the backbone exactly, alpha 0
+        logits, extras = model(b)
+        torch.testing.assert_close(logits, model.backbone(b), atol=0, rtol=0)
+        assert (extras["alpha"] == 0).all()
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_forward_mixes_the_sides_it_reports(mix):
+    """`sides` (what bench/fusion_sides.py scores alone) is what `forward` mixes, in every mix."""
+    torch.manual_seed(0)
+    model = Fusion(SPEC, mix=mix).eval()
+    b = batch()
+    with torch.no_grad():
+        model.cold_bias.normal_()  # alpha varies from row to row
+        backbone, content, gate = (x.double() for x in model.sides(b))
+        alpha = torch.sigmoid(gate)
+        want = {"convex": (1 - alpha) * backbone + alpha * content,
+                "residual": backbone + alpha * content,
+                "probability": torch.logit((1 - alpha) * torch.sigmoid(backbone) + alpha * torch.sigmoid(content))}[mix]
+        torch.testing.assert_close(model(b)[0].double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_mixture_logit_stays_finite_where_a_probability_would_round_to_0_or_1():
+    backbone = torch.tensor([-200.0, 200.0, -200.0, 3.0])
+    content = torch.tensor([-210.0, 210.0, 200.0, -1.0])
+    gate = torch.tensor([0.0, 0.0, -200.0, 1.0])
+    got = mixture_logit(backbone, content, gate).double()
+    # p = (e^-200 + e^-210) / 2: log p - log(1 - p) = -200 + log((1 + e^-10) / 2)
+    half = torch.log(torch.tensor(0.5, dtype=torch.float64))
+    want = torch.stack([-200 + torch.log1p(torch.exp(torch.tensor(-10.0, dtype=torch.float64))) + half,
+                        200 - torch.log1p(torch.exp(torch.tensor(-10.0, dtype=torch.float64))) - half,
+                        # alpha = e^-200: the content's p of about 1 adds e^-200 to the backbone's e^-200
+                        -200 + torch.log(torch.tensor(2.0, dtype=torch.float64)),
+                        torch.logit(torch.sigmoid(torch.tensor(-1.0)).double() * torch.sigmoid(torch.tensor(1.0)).double()
+                                    + torch.sigmoid(torch.tensor(3.0)).double() * torch.sigmoid(torch.tensor(-1.0)).double())])
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
 
 
 def test_gate_reads_the_cold_buckets_directly():

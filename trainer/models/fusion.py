@@ -10,6 +10,8 @@
                             + new_bias[user id new, item id new])      [B, S], in (0, 1)
     logit         = (1 - alpha) * mmoe_logit + alpha * content_logit   (mix="convex")
                   = mmoe_logit + alpha * content_logit                 (mix="residual")
+                  = logit((1 - alpha) * sigmoid(mmoe_logit)
+                          + alpha * sigmoid(content_logit))            (mix="probability")
 
 The content ids (entities and title words, one table for both sides) carry the topic signal
 that frozen sentence vectors of short entity lists separate only weakly; the whitened vectors and
@@ -28,7 +30,14 @@ id took the new-id row (an id the model cannot know, trainer.data), so "this ite
 alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
 simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
 they are at test time. `forward` also returns each row's alpha for its own scene, which the
-trainer summarises by scene and cold bucket.
+trainer summarises by scene and cold bucket; `sides` gives the two logits and the gate's apart
+(`bench/fusion_sides.py` scores each side alone by cold bucket).
+
+`mix="probability"` mixes the two sides' click probabilities, a mixture of experts in the strict
+sense: each side's output is bounded, so alpha is the weight of the content side's prediction and
+cannot be traded against the scale of the content logit, as it can in the convex mix of logits.
+The loss and everything downstream (calibration, export, serving) see the logit of the mixture,
+computed from log p and log(1 - p).
 
 The backbone is MMoE (Ma et al., KDD 2018, https://doi.org/10.1145/3219819.3220007); dropping a
 row's ids in training so the content side learns to stand in for them follows DropoutNet
@@ -53,7 +62,21 @@ from .layers import InputSpec, TokenPooling, chosen_hyperparameters, hyperparame
 from .mmoe import MMoE
 
 COLD_KEYS = tuple(HISTORY_KEYS.values())
-MIXES = ("convex", "residual")
+MIXES = ("convex", "residual", "probability")
+
+
+def log_add_exp(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log(exp(x) + exp(y)) without overflow, from operations the ONNX exporter has."""
+    return torch.maximum(x, y) + torch.log1p(torch.exp(-(x - y).abs()))
+
+
+def mixture_logit(backbone: torch.Tensor, content: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """logit((1 - alpha) * sigmoid(backbone) + alpha * sigmoid(content)) with alpha = sigmoid(gate),
+    from log p and log(1 - p) so that no probability is rounded to 0 or 1 on the way."""
+    log_keep, log_alpha = F.logsigmoid(-gate), F.logsigmoid(gate)
+    log_p = log_add_exp(log_keep + F.logsigmoid(backbone), log_alpha + F.logsigmoid(content))
+    log_q = log_add_exp(log_keep + F.logsigmoid(-backbone), log_alpha + F.logsigmoid(-content))
+    return log_p - log_q
 
 
 class Fusion(nn.Module):
@@ -128,16 +151,26 @@ class Fusion(nn.Module):
         parts += [self.cold[k][batch[key]] for k, key in enumerate(COLD_KEYS)]
         return torch.cat(parts, dim=1)
 
-    def forward(self, batch):
+    def sides(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backbone's logit, the content tower's logit and the gate's logit (alpha before the
+        sigmoid), each [B, S]."""
         mmoe_logit = self.backbone(batch)                                   # [B, S]
         content = self.dropout(self.content_input(batch))                   # [B, d_content]
         tower_input = content if self.hparams["content_cold"] else content[:, : self.d_text]
         content_logit = self.content.shared(tower_input).squeeze(-1)        # [B, S]
         new = (batch["ids"] == NEW_ID).long()                              # [B, 2] ids the model cannot know
-        alpha = torch.sigmoid(self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
-                              + self.new_bias[new[:, 0], new[:, 1]])
-        alpha = alpha * self.content_on  # 0 once the content guard turned the content side off
-        base = mmoe_logit if self.hparams["mix"] == "residual" else (1 - alpha) * mmoe_logit
-        logits = base + alpha * content_logit
+        gate = (self.gate(content) + self.cold_bias[batch[COLD_KEYS[0]], batch[COLD_KEYS[1]]]
+                + self.new_bias[new[:, 0], new[:, 1]])
+        return mmoe_logit, content_logit, gate
+
+    def forward(self, batch):
+        mmoe_logit, content_logit, gate = self.sides(batch)
+        alpha = torch.sigmoid(gate) * self.content_on  # 0 once the content guard turned the content side off
+        mix = self.hparams["mix"]
+        if mix == "probability":
+            logits = torch.where(self.content_on > 0, mixture_logit(mmoe_logit, content_logit, gate), mmoe_logit)
+        else:
+            base = mmoe_logit if mix == "residual" else (1 - alpha) * mmoe_logit
+            logits = base + alpha * content_logit
         own_alpha = alpha.gather(1, batch["scene"].view(-1, 1)).squeeze(1)  # [B]
         return logits, {"alpha": own_alpha}
