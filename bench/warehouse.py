@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rows, --users and --items must be positive")
     if args.days < 2:
         parser.error("--days must be 2 or more (the last day is the new day)")
-    base = args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))
+    # absolute: dbt runs from the project directory, where a relative path would land elsewhere
+    base = (args.workdir or Path(tempfile.mkdtemp(prefix="m2ctr-bench-"))).resolve()
     table = [bench_size(args, n, base / f"rows-{n}") for n in args.rows]
     report(table)
     print(f"inputs and warehouses kept under {base}")
