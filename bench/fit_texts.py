@@ -84,8 +84,7 @@ def main() -> None:
     print(f"{table.num_rows:,} rows: {len(every):,} distinct texts for the text encoder, "
           f"{len(cold):,} for the sentence encoder", flush=True)
     c = TextConfig.from_dict({"encoder_backend": args.backend, "device": "cpu"})
-    encoders = {"text": lambda: HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, "cpu", args.backend),
-                "sentence": lambda: SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, "cpu", args.backend)}
+    encoders = {"text": lambda: HFEncoder.of(c), "sentence": lambda: SentenceEncoder.of(c)}
     total = 0.0
     for name, texts in (("text", every), ("sentence", cold)):
         if args.only and name != args.only:

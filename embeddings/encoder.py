@@ -117,6 +117,11 @@ class HFEncoder(_LocalModel):
         super().__init__(name_or_path, max_tokens, batch_size, device, backend)
         self.pooling = pooling
 
+    @classmethod
+    def of(cls, c) -> HFEncoder:
+        """The text encoder a `TextConfig` asks for."""
+        return cls(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
+
     @property
     def _runner(self):
         return load_runner(self.name_or_path, self.is_local, self.model_id, self.pooling,
@@ -141,6 +146,11 @@ class SentenceEncoder(_LocalModel):
     def __init__(self, name_or_path: str | None = None, max_tokens: int = 64,
                  batch_size: int = 128, device: str = "auto", backend: str = DEFAULT_BACKEND):
         super().__init__(name_or_path, max_tokens, batch_size, device, backend)
+
+    @classmethod
+    def of(cls, c) -> SentenceEncoder:
+        """The fallback-vector encoder a `TextConfig` asks for."""
+        return cls(c.sentence_model, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
 
     @property
     def _model(self):

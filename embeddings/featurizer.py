@@ -45,10 +45,10 @@ class TextFeaturizer:
         self.cfg = c = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
         self.vectors = self.fallback = self.topics = self.tokens = None
         if c.vectors:
-            text = HFEncoder(c.text_model, c.pooling, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
+            text = HFEncoder.of(c)
             self.vectors = VectorBlock(CachedEncoder(text, c.cache_dir), c.whiten_dim)
         if c.fallback:
-            sentence = SentenceEncoder(c.sentence_model, c.max_tokens, c.batch_size, c.device, c.encoder_backend)
+            sentence = SentenceEncoder.of(c)
             self.fallback = FallbackBlock(CachedEncoder(sentence, c.cache_dir))
         if c.topics:
             self.topics = TopicBlock(c.topic_dim)
