@@ -65,7 +65,7 @@ def spark_session(settings=None):
         # task, and table folders listed on the driver rather than by a Spark job per table.
         .config("spark.sql.files.maxPartitionBytes", "32m")
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
-        # Every table is held in memory (spilling to disk) while its suite runs; as for the build.
+        # Raw CSV is held in memory (spilling to disk) while its suite runs; the size is the build's.
         .config("spark.driver.memory", os.environ.get("CTR_SPARK_DRIVER_MEMORY", "4g"))
         # Times are read as the build reads them (profiles.yml): UTC, unparseable -> null.
         .config("spark.sql.session.timeZone", "UTC")
