@@ -98,7 +98,40 @@ def test_the_cache_never_mixes_vectors_of_two_backends(tmp_path, monkeypatch):
     for part in (tmp_path / "cache").rglob("part-*.parquet"):
         table = pq.read_table(part)
         assert len(set(table.column("backend").to_pylist())) == 1
-        assert part.parent.parent.name == table.column("backend")[0].as_py()
+        assert part.parent.parent.parent.name == table.column("backend")[0].as_py()
+
+
+def test_the_cache_never_mixes_vectors_cut_at_two_token_caps(tmp_path):
+    long_text = TEXTS[-1]  # 60 words: cut at 8 tokens, whole at 64
+    texts = [long_text, TEXTS[0]]
+    short = CachedEncoder(HFEncoder(device="cpu", backend="torch", max_tokens=8), tmp_path / "cache")
+    cut = short.vectors(texts)
+    full = CachedEncoder(HFEncoder(device="cpu", backend="torch", max_tokens=64), tmp_path / "cache")
+    whole = full.vectors(texts)
+    assert full.n_cache_hits == 0 and full.n_encoded == len(texts)  # the 8-token vectors not reused
+    assert not np.allclose(cut[0], whole[0], atol=1e-3)
+    np.testing.assert_allclose(whole, HFEncoder(device="cpu", backend="torch", max_tokens=64).encode(texts), atol=1e-5)
+    again = CachedEncoder(HFEncoder(device="cpu", backend="torch", max_tokens=8), tmp_path / "cache")
+    np.testing.assert_array_equal(again.vectors(texts), cut)
+    assert again.n_cache_hits == len(texts)
+    for part in (tmp_path / "cache").rglob("part-*.parquet"):
+        caps = set(pq.read_table(part).column("max_tokens").to_pylist())
+        assert caps == {int(part.parent.name.removeprefix("tokens-"))}
+
+
+def test_vectors_cached_before_the_cap_was_keyed_are_read_at_64_tokens_only(tmp_path):
+    texts = TEXTS[:3]
+    first = CachedEncoder(HFEncoder(device="cpu", backend="torch"), tmp_path / "cache")
+    vectors = first.vectors(texts)
+    # Move the parts where a cache without the cap in its key kept them: under <pooling>/.
+    for part in list((tmp_path / "cache").rglob("part-*.parquet")):
+        part.rename(part.parent.parent / part.name)
+    at64 = CachedEncoder(HFEncoder(device="cpu", backend="torch"), tmp_path / "cache")
+    np.testing.assert_array_equal(at64.vectors(texts), vectors)
+    assert at64.n_cache_hits == len(texts) and at64.n_encoded == 0
+    at32 = CachedEncoder(HFEncoder(device="cpu", backend="torch", max_tokens=32), tmp_path / "cache")
+    at32.vectors(texts)
+    assert at32.n_cache_hits == 0 and at32.n_encoded == len(texts)
 
 
 def test_unknown_backend_is_a_clear_error():
