@@ -28,7 +28,7 @@ import numpy as np
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from embeddings.backends import BACKENDS, DEFAULT_BACKEND
+from embeddings.backends import CHOICES, DEFAULT_BACKEND
 from embeddings.options import TextConfig
 from embeddings.text import item_texts, user_texts
 from m2ctr.schema import WARM, cold_bucket
@@ -66,7 +66,7 @@ def fit_texts(table) -> tuple[list[str], list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw", type=Path, required=True, help="generated raw directory (part-*.csv)")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=CHOICES,
                         help="encoder backend (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch / runtime threads (default %(default)s)")
     parser.add_argument("--only", choices=("text", "sentence"),
