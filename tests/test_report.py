@@ -500,3 +500,20 @@ def test_ladder_page_without_oracle_or_peers_says_so(ladder, tmp_path):
     assert [r["rung"] for r in page.rows("ladder")] == ["dnn", "mmoe", "test rows"]
     notes = " ".join(page.notes)
     assert "No oracle entry" in notes and "No peer rows" in notes
+
+
+def test_ladder_page_reads_each_rungs_kind_from_its_recorded_definition(ladder, tmp_path):
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    doc = json.loads((ladder / "ladder.json").read_text())
+    doc["test_auc"] = {k: v for k, v in doc["test_auc"].items() if k in ("dnn", "mmoe")}
+    # a peer and an oracle under names the trainer does not define: ladder.json's `rungs` says what they are
+    doc["test_auc"]["gbm-2"] = doc["test_auc"]["dnn"]
+    doc["test_auc"]["truth"] = doc["test_auc"]["mmoe"]
+    doc["rungs"] = {**doc["rungs"], "gbm-2": {"peer": "lightgbm"}, "truth": {"peer": "oracle"}}
+    (renamed / "ladder.json").write_text(json.dumps(doc))
+    page = render(renamed)
+    rows = [r["rung"] for r in page.rows("ladder")]
+    assert rows == ["dnn", "mmoe", "gbm-2", "truth", "test rows"]
+    assert page.row_classes["ladder"][1:-1] == ["model", "model", "peer", "oracle"]
+    assert not [n for n in page.notes if "oracle" in n or "peer" in n]

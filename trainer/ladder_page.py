@@ -13,17 +13,17 @@ from matplotlib.figure import Figure
 from . import page as H
 from .artifacts import Directory, read_json
 from .data import TrainerError
+from .ladder import RUNGS, rung_kind
 
-ORACLE = "oracle"
-PEER_PREFIX = "lightgbm"  # peer rungs: "lightgbm", "lightgbm+text"
 LADDER_COLUMNS = ("auc", "item zero", "user zero")  # the ladder figure's panels, when present
 PANEL_TITLES = {"auc": "overall", "item zero": "zero-history items", "user zero": "zero-history users"}
 
 
-def _rung_kind(rung: str) -> str:
-    if rung == ORACLE:
-        return "oracle"
-    return "peer" if rung.startswith(PEER_PREFIX) else "model"
+def _rung_kinds(doc: dict) -> dict[str, str]:
+    """{rung: 'model' | 'peer' | 'oracle'} for each rung in ladder.json, from the rung definitions it
+    records (`rungs`), else from this trainer's."""
+    definitions = {**RUNGS, **(doc.get("rungs") or {})}
+    return {rung: rung_kind(definitions.get(rung, {})) for rung in doc.get("test_auc") or {}}
 
 
 def _cell(stat: dict | None) -> str:
@@ -41,8 +41,10 @@ def ladder_page(ladder: Path) -> tuple[list[str], str]:
     if not table:
         raise TrainerError(f"{ladder / 'ladder.json'} has no test_auc entries")
     # our rungs in ladder order, then the peers, then the oracle
+    kinds = _rung_kinds(doc)
     order = {"model": 0, "peer": 1, "oracle": 2}
-    table = dict(sorted(table.items(), key=lambda kv: order[_rung_kind(kv[0])]))
+    table = dict(sorted(table.items(), key=lambda kv: order[kinds[kv[0]]]))
+    oracle = next((r for r in table if kinds[r] == "oracle"), None)
     title = f"Ladder report ({ladder.name})"
     columns = list(dict.fromkeys(c for stats in table.values() for c in stats))
     seeds = doc.get("seeds", [])
@@ -54,33 +56,34 @@ def ladder_page(ladder: Path) -> tuple[list[str], str]:
     if split:
         body.append("<p>Split: " + "; ".join(
             f"{p} {H.e(', '.join(split.get(f'{p}_days', [])))}" for p in ("train", "val", "test")) + ".</p>")
-    if ORACLE in table:
+    if oracle is not None:
         body.append("<p>The oracle scores every test row with its true click probability (the synthetic "
                     "generator's <code>truth.parquet</code>): the AUC no model can beat on this data.</p>")
     else:
         body.append(H.note("No oracle entry in ladder.json (it needs the generator's truth.parquet)."))
-    if not any(_rung_kind(r) == "peer" for r in table):
+    if "peer" not in kinds.values():
         body.append(H.note("No peer rows (LightGBM) in ladder.json."))
 
     figs = H.Figures(ladder)
     panels = [c for c in LADDER_COLUMNS if c in columns]
     body.append("<p>Dots are single seeds, bars mean ± std; blue circles are our rungs, orange squares "
                 "the peers, the dashed red line the oracle.</p>")
-    body.append(figs.img("ladder", _ladder_figure(table, panels),
+    body.append(figs.img("ladder", _ladder_figure(table, kinds, panels),
                          "test AUC per rung, mean and std over seeds, overall and on zero-history items"))
     rows = [[rung, *(_cell(stats.get(c)) for c in columns)] for rung, stats in table.items()]
-    kinds = [_rung_kind(r) for r in table]
+    classes = [kinds[r] for r in table]
     sizes = doc.get("test_rows", {})
     if sizes:
         rows.append(["test rows", *(H.count(sizes[c]) if c in sizes else "" for c in columns)])
-        kinds.append("")
-    body.append('<div class="wide">' + H.table("ladder", ["rung", *columns], rows, kinds) + "</div>")
+        classes.append("")
+    body.append('<div class="wide">' + H.table("ladder", ["rung", *columns], rows, classes) + "</div>")
     body += _ladder_runs(ladder, table)
     return body, title
 
 
-def _ladder_figure(table: dict, panels: list[str]) -> Figure:
-    rungs = [r for r in table if _rung_kind(r) != "oracle"]
+def _ladder_figure(table: dict, kinds: dict[str, str], panels: list[str]) -> Figure:
+    rungs = [r for r in table if kinds[r] != "oracle"]
+    oracle_rung = next((r for r in table if kinds[r] == "oracle"), None)
     fig = Figure(figsize=(4.6 * max(len(panels), 1), 0.5 * len(rungs) + 1.8))
     for k, col in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
@@ -88,13 +91,13 @@ def _ladder_figure(table: dict, panels: list[str]) -> Figure:
             stat = table[rung].get(col) or {}
             if stat.get("mean") is None:
                 continue
-            peer = _rung_kind(rung) == "peer"
+            peer = kinds[rung] == "peer"
             color = "C1" if peer else "C0"
             vals = [v for v in stat.get("values", []) if v is not None]
             ax.scatter(vals, [y] * len(vals), s=10, color=color, alpha=0.4, zorder=2)
             ax.errorbar(stat["mean"], y, xerr=stat.get("std") or 0, fmt="s" if peer else "o",
                         color=color, capsize=4, zorder=3)
-        oracle = (table.get(ORACLE, {}).get(col) or {}).get("mean")
+        oracle = (table.get(oracle_rung, {}).get(col) or {}).get("mean")
         if oracle is not None:
             ax.axvline(oracle, color="#b00020", ls="--", lw=1.2, label=f"oracle {oracle:.4f}")
             ax.legend(fontsize=8, loc="lower right")

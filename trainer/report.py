@@ -27,7 +27,6 @@ from .data import TrainerError
 from .figures import alpha_figure, cold_figure, history_figure, reliability_figure, roc_figure
 from .ladder_page import ladder_page
 
-PARTS = ("val", "test")
 SCORE_COLUMNS = ("label", "probability", "scene", "cold_user", "cold_item")
 
 
@@ -51,7 +50,7 @@ def write_report(path: str | Path) -> Path:
 def _load_scores(run: RunDir) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """{part: {column: array}} for the scores files that are there, and notes on those that are not."""
     scores, notes = {}, []
-    for part in PARTS:
+    for part in RunDir.PARTS:
         f = run.scores_path(part)
         try:
             t = run.scores(part)
@@ -95,7 +94,7 @@ def _run_page(run: Path) -> tuple[list[str], str]:
     notes += _check_scores(scores, metrics)
     figs = H.Figures(run)
     model = metrics.get("model", config.get("model", "?"))
-    parts = [p for p in PARTS if p in metrics]
+    parts = [p for p in RunDir.PARTS if p in metrics]
     scenes = _scene_keys(metrics, parts)
     title = f"Run report: {model}" + ("" if run.name == model else f" ({run.name})")
 
@@ -266,7 +265,7 @@ def _history_table(history: list[dict]) -> str:
 
 def _alpha_section(metrics: dict, scores: dict, figs: H.Figures, scenes: list[str]) -> list[str]:
     """Distribution of fusion's per-row gate by cold bucket and scene; [] for models without one."""
-    summary = {p: metrics.get("extras", {}).get(p, {}).get("alpha") for p in PARTS}
+    summary = {p: metrics.get("extras", {}).get(p, {}).get("alpha") for p in RunDir.PARTS}
     with_alpha = {p: s for p, s in scores.items() if "alpha" in s}
     if not any(summary.values()) and not with_alpha:
         return []
@@ -278,7 +277,7 @@ def _alpha_section(metrics: dict, scores: dict, figs: H.Figures, scenes: list[st
                             "distribution of alpha by cold-start bucket and by scene"))
     else:
         out.append(H.note("The scores files carry no alpha column: only the means from metrics.json are shown."))
-    parts = [p for p in PARTS if summary.get(p)]
+    parts = [p for p in RunDir.PARTS if summary.get(p)]
     if parts:
         slices = [("all", lambda a: a.get("mean"))]
         for key, label in (("cold_user", "user"), ("cold_item", "item")):
