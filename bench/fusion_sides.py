@@ -23,7 +23,7 @@ from m2ctr.schema import COLD_BUCKETS
 from trainer import metrics as M
 from trainer.data import Table, ordered_batches
 from trainer.models.fusion import Fusion
-from trainer.train import load_run, own_scene_logit, split_output, to_model
+from trainer.scoring import load_run, own_scene_logit, split_output, to_model
 
 SIDES = ("backbone", "content", "fused")
 

@@ -163,7 +163,7 @@ def breakdown(run: Path, warehouse: Path, schema: str, threads: int, warm: list[
     """Median wall and CPU (this thread) milliseconds of each step of a warm request, in this process."""
     from serving import load_scorer
     from serving.payload import score_request
-    from trainer.train import score, to_model
+    from trainer.scoring import score, to_model
 
     scorer = load_scorer(run, warehouse, schema=schema, threads=threads, runtime=runtime)
     request = score_request(max(candidates, 1000))

@@ -25,7 +25,7 @@ from m2ctr.schema import (
     TEXT_COLUMNS,
     USER_TEXT_COLUMNS,
 )
-from trainer.train import Run, load_run, score, to_model
+from trainer.scoring import Run, load_run, score, to_model
 
 from .server import DEFAULT_MAX_TEXTS
 from .snapshot import Snapshot

@@ -62,7 +62,7 @@ def load_scorer(run_dir: str | Path, warehouse_dir: str | Path | None = None, *,
     import torch
 
     from m2ctr.schema import ITEM_TEXT_COLUMNS, USER_TEXT_COLUMNS
-    from trainer.train import load_run
+    from trainer.scoring import load_run
 
     from .payload import Item, User
     from .scorer import Scorer

@@ -24,7 +24,7 @@ from trainer.data import (
     ordered_batches,
     split_days,
 )
-from trainer.train import load_run, score
+from trainer.scoring import load_run, score
 
 DAYS = 5
 

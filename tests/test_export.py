@@ -15,7 +15,7 @@ from trainer.cli import main
 from trainer.data import Table
 from trainer.export import OnnxModel
 from trainer.models import MODELS
-from trainer.train import load_run, score, to_model
+from trainer.scoring import load_run, score, to_model
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,12 @@ import pytest
 from m2ctr.schema import COLD_BUCKETS, cold_bucket
 from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
-from trainer.artifacts import RunDir, warehouse_record
+from trainer.artifacts import Directory, RunDir, warehouse_record
 from trainer.cli import main
 from trainer.data import TrainerError
+from trainer.figures import roc_curve
 from trainer.models import MODELS
-from trainer.report import REPORT_NAME, roc_curve, write_report
+from trainer.report import write_report
 
 TABLE = {"rows_per_day": 300, "days": 4, "seed": 0}
 FIT = ["--epochs", "2", "--threads", "1", "--device", "cpu", "--batch-size", "256", "--quiet"]
@@ -154,7 +155,7 @@ class Page(HTMLParser):
 
 def render(directory: Path) -> Page:
     out = write_report(directory)
-    assert out == directory / REPORT_NAME
+    assert out == directory / Directory.REPORT
     page = Page(out.read_text(encoding="utf-8"))
     for img in page.images:  # every image: embedded, and the same PNG beside the page
         file = directory / img["data-file"]
@@ -377,13 +378,13 @@ def test_a_run_records_its_warehouse_and_links_its_data_quality(runs, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     page = render(run)
     assert (run / page.links["data-docs"]).resolve() == docs.resolve()
-    text = (run / REPORT_NAME).read_text()
+    text = (run / Directory.REPORT).read_text()
     assert "FAILED (training_samples), validated 2026-01-02T03:04:05+00:00" in text
 
     # validated before the run, then the docs removed: the page says so instead of a dead link
     docs.unlink()
     assert "data-docs" not in render(run).links
-    assert "are no longer there" in (run / REPORT_NAME).read_text()
+    assert "are no longer there" in (run / Directory.REPORT).read_text()
 
     config["warehouse"] = {**record, "data_quality": None}
     (run / "config.json").write_text(json.dumps(config))
@@ -499,3 +500,20 @@ def test_ladder_page_without_oracle_or_peers_says_so(ladder, tmp_path):
     assert [r["rung"] for r in page.rows("ladder")] == ["dnn", "mmoe", "test rows"]
     notes = " ".join(page.notes)
     assert "No oracle entry" in notes and "No peer rows" in notes
+
+
+def test_ladder_page_reads_each_rungs_kind_from_its_recorded_definition(ladder, tmp_path):
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    doc = json.loads((ladder / "ladder.json").read_text())
+    doc["test_auc"] = {k: v for k, v in doc["test_auc"].items() if k in ("dnn", "mmoe")}
+    # a peer and an oracle under names the trainer does not define: ladder.json's `rungs` says what they are
+    doc["test_auc"]["gbm-2"] = doc["test_auc"]["dnn"]
+    doc["test_auc"]["truth"] = doc["test_auc"]["mmoe"]
+    doc["rungs"] = {**doc["rungs"], "gbm-2": {"peer": "lightgbm"}, "truth": {"peer": "oracle"}}
+    (renamed / "ladder.json").write_text(json.dumps(doc))
+    page = render(renamed)
+    rows = [r["rung"] for r in page.rows("ladder")]
+    assert rows == ["dnn", "mmoe", "gbm-2", "truth", "test rows"]
+    assert page.row_classes["ladder"][1:-1] == ["model", "model", "peer", "oracle"]
+    assert not [n for n in page.notes if "oracle" in n or "peer" in n]

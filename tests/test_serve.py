@@ -46,7 +46,7 @@ from serving.snapshot import SNAPSHOT_MODELS, Snapshot
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
 from trainer.data import TrainerError
-from trainer.train import predict
+from trainer.scoring import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"

@@ -156,7 +156,7 @@ class RunDir(Directory):
     COLD_START = "cold_start.md"
     TEXT = "text"
     PEER_MODEL = "model.txt"
-    PARTS = ("val", "test")
+    PARTS = ("val", "test")  # evaluated days: a metrics.json section, a scores_<part>.parquet
 
     # -- state
 

@@ -172,7 +172,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> None:
-    from .train import predict
+    from .scoring import predict
 
     predict(args.run_dir, args.table, args.out)
 

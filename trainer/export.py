@@ -1,6 +1,6 @@
 """`python -m trainer export RUN_DIR --out DIR`: a run's scoring graph as ONNX, with a manifest.
 
-The graph takes the model's feature arrays (what `train.to_model` hands the model: id indices, the
+The graph takes the model's feature arrays (what `scoring.to_model` hands the model: id indices, the
 standardised dense block, the scene index, text vectors and token ids) and returns calibrated click
 probabilities of each row's own scene. The id embedding look-ups and the per-scene calibration are
 inside it; the preprocessing that turns raw fields into those arrays (vocabularies, standardisation,
@@ -107,7 +107,7 @@ class ScoringGraph(nn.Module):
         self.calibrate = CalibratedProbability(cal, n_scenes)
 
     def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
-        from .train import own_scene_logit, split_output
+        from .scoring import own_scene_logit, split_output
 
         batch = dict(zip(self.names, arrays))
         logits, _ = split_output(self.model(batch))
@@ -118,7 +118,7 @@ class ScoringGraph(nn.Module):
 def example_batch(run, rows: int = 8) -> dict[str, torch.Tensor]:
     """A batch of the run's own shape, from its training table's last day."""
     from .data import Table
-    from .train import to_model
+    from .scoring import to_model
 
     table = Table(run.cfg["table"], need_text=run.features.featurizer is not None)
     batch = next(table.batches(table.days[-1:], run.features.columns, rows), None)
@@ -147,7 +147,7 @@ def manifest(run, names: list[str], batch: dict[str, torch.Tensor]) -> dict:
 
 
 def export(run_dir: Path, out: Path) -> Path:
-    from .train import load_run
+    from .scoring import load_run
 
     run = load_run(Path(run_dir), "cpu")
     run.model.eval()
@@ -170,7 +170,7 @@ def export(run_dir: Path, out: Path) -> Path:
 
 
 class OnnxModel:
-    """The exported graph behind the same call as the torch model in `train.score`: a batch of
+    """The exported graph behind the same call as the torch model in `scoring.score`: a batch of
     feature arrays in, probabilities out."""
 
     def __init__(self, export_dir: Path, threads: int = 1):

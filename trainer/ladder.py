@@ -25,7 +25,9 @@ from .artifacts import RunDir, warehouse_record, write_json
 from .config import FitConfig
 from .data import Table, split_days
 
-# Neural rungs: the FitConfig fields each one changes. In order, each adds one part.
+ORACLE = "oracle"  # the peer that scores with the generator's true click probability: one run, no seed
+
+# Neural rungs: the FitConfig fields each one changes. In order, each adds one part. Then the peers.
 RUNGS = {
     "dnn": {"model": "dnn"},
     "mmoe": {"model": "mmoe"},
@@ -39,8 +41,16 @@ RUNGS = {
     "fusion": {"model": "fusion"},  # the same content side, plus the gate
     "lightgbm": {"peer": "lightgbm"},
     "lightgbm+text": {"peer": "lightgbm", "text": True},
-    "oracle": {"peer": "oracle"},
+    "oracle": {"peer": ORACLE},
 }
+
+
+def rung_kind(change: dict) -> str:
+    """'model' (a neural rung), 'peer' or 'oracle', from a rung's definition (an entry of RUNGS)."""
+    peer = change.get("peer")
+    if peer is None:
+        return "model"
+    return "oracle" if peer == ORACLE else "peer"
 
 
 def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict, truth: Path | None) -> dict | None:
@@ -56,7 +66,7 @@ def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict,
         return run.metrics()
     from . import peers
 
-    if change["peer"] == "oracle":
+    if change["peer"] == ORACLE:
         return peers.oracle_metrics(base.table, split, truth) if truth else None
     return peers.fit_lightgbm(base.table, split, seed, text=change.get("text", False),
                               out_dir=run_dir, threads=base.threads)
@@ -133,7 +143,8 @@ def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None,
     split = split_days(Table(base.table).days, base.val_days, base.test_days)
     truth_path = Path(truth) if truth else peers.find_truth(base.table)
     seeds = list(range(n_seeds))
-    jobs = [(rung, seed) for rung in rungs for seed in (seeds if rung != "oracle" else [0])]
+    jobs = [(rung, seed) for rung in rungs
+            for seed in (seeds if rung_kind(RUNGS[rung]) != "oracle" else [0])]
     results: dict[str, list[dict]] = {rung: [] for rung in rungs}
     for k, (rung, seed) in enumerate(jobs, 1):
         print(f"[ladder {k}/{len(jobs)}] {rung} seed {seed}", file=sys.stderr)
