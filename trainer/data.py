@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from m2ctr.schema import (
+    COLD_KEYS,
     DENSE_COLUMNS,
     FLAG_COLUMNS,
     HISTORY_COUNTS,
@@ -331,8 +332,7 @@ class Preprocessor:
             "label": _numpy(batch.column("label"), 0, np.float32),
             # the model's point-in-time cold signal, and the evaluation buckets beside it
             **{HISTORY_KEYS[side]: b for side, b in hist.items()},
-            "cold_user": cold_bucket(train_counts["user_id"]),
-            "cold_item": cold_bucket(train_counts["item_id"]),
+            **{COLD_KEYS[side]: cold_bucket(train_counts[f]) for f, side in zip(ID_COLUMNS, HISTORY_KEYS)},
             # GAUC groups by the user (hash buckets would merge users); a 64-bit key is enough
             "user_key": stable_hash(ids["user_id"]).view(np.int64),
         }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2ctr.schema import COLD_BUCKETS
+from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
 from .artifacts import RunDir, warehouse_record, write_json
 from .config import FitConfig
@@ -84,7 +84,7 @@ def _slices(metrics: dict) -> dict[str, float | None]:
     out["val auc"] = metrics.get("val", {}).get("auc")
     alpha = metrics.get("extras", {}).get("test", {}).get("alpha")
     if alpha:
-        out.update({f"alpha item {name}": alpha["cold_item"].get(name) for name in COLD_BUCKETS})
+        out.update({f"alpha item {name}": alpha[COLD_KEYS["item"]].get(name) for name in COLD_BUCKETS})
     return out
 
 

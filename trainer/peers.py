@@ -41,7 +41,6 @@ from .data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError
 
 # each side's text as the featurizer, the token vocabulary and the text components build it
 SIDE_TEXTS = {"user": user_texts, "item": item_texts}
-METRIC_KEYS = ("label", "scene", "cold_user", "cold_item", "user_key")  # what metrics.evaluate reads
 PARTS = ("train", "val", "test")
 TRUTH_KEYS = ("user_id", "item_id", "log_ts")
 
@@ -112,7 +111,7 @@ def read_part(table: Table, days: list[str], prep: Preprocessor, text: bool = Fa
               dense: bool = True) -> Part:
     """The transformed rows of `days`, batch by batch; each side's text built as the featurizer
     builds it (`embeddings.text`), each distinct text kept once."""
-    keep = (*METRIC_KEYS, "dense") if dense else METRIC_KEYS
+    keep = (*M.ROW_KEYS, "dense") if dense else M.ROW_KEYS
     columns = [*REQUIRED_COLUMNS, *(TEXT_COLUMNS if text else ())]
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     uniques = {side: UniqueTexts() for side in SIDE_TEXTS} if text else {}

@@ -50,7 +50,6 @@ from .data import (
 from .models import MODELS
 from .models.layers import Inputs, check_hyperparameters
 from .scoring import (
-    SCORE_COLUMNS,
     Run,
     load_run,
     own_scene_logit,
@@ -451,7 +450,7 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         result[part] = M.evaluate(rows, rows["probability"], p.spec["scenes"])
         result[part]["calibration"].update(
             method=calibration.method, **M.calibration_effect(rows, raw, rows["probability"], p.spec["scenes"], rates))
-        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability", "probability_raw")}
+        extras = {k: v for k, v in rows.items() if k not in (*M.ROW_KEYS, "probability", "probability_raw")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
         if run is not None:
