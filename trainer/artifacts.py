@@ -294,6 +294,32 @@ class RunDir(Directory):
         components.save(self.file(f"text_svd_{side}"))
 
 
+class LadderDir(Directory):
+    """A ladder directory (`trainer ladder`): its summary, as JSON and as a Markdown table, and one
+    run directory per rung and seed under `runs/`."""
+
+    SUMMARY = "ladder.json"
+    TABLE = "ladder.md"
+    RUNS = "runs"
+
+    def is_ladder(self) -> bool:
+        return self.file(self.SUMMARY).is_file()
+
+    def write_summary(self, doc: dict, table: str) -> None:
+        write_json(self.file(self.SUMMARY), doc)
+        write_text_atomic(self.file(self.TABLE), table)
+
+    def summary(self) -> dict:
+        return read_json(self.file(self.SUMMARY), "ladder")
+
+    def run_path(self, rung: str, seed: int) -> Path:
+        return self.file(self.RUNS) / f"{rung}-seed{seed}"
+
+    def runs(self, rung: str) -> list[RunDir]:
+        """The run directories of one rung that are there, by seed."""
+        return [RunDir(p) for p in sorted(self.file(self.RUNS).glob(f"{rung}-seed*"))]
+
+
 class ExportDir(Directory):
     """An export of a run (`trainer export`): the ONNX scoring graph and its manifest, written whole."""
 

@@ -22,7 +22,7 @@ from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
 from . import metrics as M
 from . import page as H
-from .artifacts import Directory, RunDir
+from .artifacts import Directory, LadderDir, RunDir
 from .data import TrainerError
 from .figures import alpha_figure, cold_figure, history_figure, reliability_figure, roc_figure
 from .ladder_page import ladder_page
@@ -35,12 +35,12 @@ def write_report(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise TrainerError(f"{path}: no such directory (expected a run or a ladder directory)")
-    if (path / "ladder.json").is_file():
+    if LadderDir(path).is_ladder():
         body, title = ladder_page(path)
-    elif (path / "metrics.json").is_file():
+    elif RunDir(path).is_finished():
         body, title = _run_page(path)
     else:
-        raise TrainerError(f"{path} is neither a run (metrics.json) nor a ladder (ladder.json)")
+        raise TrainerError(f"{path} is neither a run ({RunDir.METRICS}) nor a ladder ({LadderDir.SUMMARY})")
     return Directory(path).write_report(H.document(title, body))
 
 
