@@ -35,7 +35,7 @@ from pathlib import Path
 from m2ctr.atomic import atomic_path, write_text_atomic
 from m2ctr.warehouse import data_quality_path, schema_dir_of
 
-from .data import TrainerError
+from .data import EVAL_PARTS, TrainerError
 
 CONFIG_FORMAT = 2
 
@@ -156,7 +156,7 @@ class RunDir(Directory):
     COLD_START = "cold_start.md"
     TEXT = "text"
     PEER_MODEL = "model.txt"
-    PARTS = ("val", "test")  # evaluated days: a metrics.json section, a scores_<part>.parquet
+    PARTS = EVAL_PARTS  # a scores_<part>.parquet each
 
     # -- state
 

@@ -128,6 +128,10 @@ class Table:
         yield from self.read(self.fragments(days), columns, batch_size)
 
 
+SPLIT_PARTS = ("train", "val", "test")  # a split holds the days of each part as `<part>_days`
+EVAL_PARTS = ("val", "test")  # the parts scored after training: a section of metrics.json each
+
+
 def split_days(days: list[str], val_days: int, test_days: int) -> dict[str, list[str]]:
     """Last `test_days` days test, the `val_days` before them validation, the rest train."""
     if val_days < 1 or test_days < 1:

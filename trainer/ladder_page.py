@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from . import page as H
 from .artifacts import LadderDir
-from .data import TrainerError
+from .data import SPLIT_PARTS, TrainerError
 from .ladder import RUNGS, rung_kind
 
 LADDER_COLUMNS = ("auc", "item zero", "user zero")  # the ladder figure's panels, when present
@@ -55,7 +55,7 @@ def ladder_page(ladder: Path) -> tuple[list[str], str]:
     split = doc.get("split", {})
     if split:
         body.append("<p>Split: " + "; ".join(
-            f"{p} {H.e(', '.join(split.get(f'{p}_days', [])))}" for p in ("train", "val", "test")) + ".</p>")
+            f"{p} {H.e(', '.join(split.get(f'{p}_days', [])))}" for p in SPLIT_PARTS) + ".</p>")
     if oracle is not None:
         body.append("<p>The oracle scores every test row with its true click probability (the synthetic "
                     "generator's <code>truth.parquet</code>): the AUC no model can beat on this data.</p>")

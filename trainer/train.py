@@ -35,6 +35,7 @@ from .artifacts import RunDir, warehouse_record
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
+    EVAL_PARTS,
     REQUIRED_COLUMNS,
     TEXT_FIT_COLUMNS,
     Features,
@@ -433,7 +434,7 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
-    for part in ("val", "test"):
+    for part in EVAL_PARTS:
         parts[part] = rows = (val if part == "val" and val else
                               score_days(model, p, p.split[f"{part}_days"], eval_batch_size))
         if not rows:
