@@ -3,6 +3,7 @@
     python bench/scale.py [--rows 1000000 4000000] [--users U --items I] [--days 14] [--seed 7]
                           [--data-dir /work/scale-data] [--cache-dir DIR] [--skip STEP ...]
                           [--raw DIR] [--warehouse DIR] [--epochs 1] [--threads 2] [--nproc 2]
+                          [--backend auto]
 
 For each size N, every step a child process of its own:
 
@@ -12,8 +13,9 @@ For each size N, every step a child process of its own:
   texts     unique user and item texts of the table, per side (cheap: no encoder)
   encode    what `fit fusion` does before training: fit the preprocessing and the text side on the
             training days, then add the validation and test texts, every unique text through the
-            two frozen encoders into --cache-dir; run again when it encoded anything, to time the
-            second run, which reads the cache
+            two frozen encoders (--backend) into --cache-dir, with each encoder's count and
+            seconds; run again when it encoded anything, to time the second run, which reads the
+            cache. Alone on any built table: bench/scale.py encode-texts TABLE --cache-dir DIR
   fusion    trainer fit fusion (reads the cache the encode step filled)
   tokens    trainer fit mmoe --tokens (content ids: no encoder), --threads T
   tokens-1t the same on one thread: what each torchrun rank gets
@@ -54,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import Measured, run_measured
+from embeddings.backends import CHOICES, DEFAULT_BACKEND
 from m2ctr.warehouse import DEFAULT_SCHEMA, TRAINING_SAMPLES, table_path
 
 STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
@@ -184,14 +187,15 @@ class Size:
         for attempt in ("first", "again"):
             log = self.log(f"encode-{attempt}")
             cmd = [sys.executable, Path(__file__).resolve(), "encode-texts", self.table,
-                   "--cache-dir", self.a.cache_dir, "--threads", self.a.threads]
+                   "--cache-dir", self.a.cache_dir, "--threads", self.a.threads, "--backend", self.a.backend]
             m = checked(run_measured(cmd, log, cwd=ROOT), log, "encode-texts")
             r = last_json(log)
             r["n_encoded"] = r["encoded"]["text"] + r["encoded"]["sentence"]
             hits = r["cache_hits"]["text"] + r["cache_hits"]["sentence"]
             note = (f"{r['unique']['user']:,} user + {r['unique']['item']:,} item texts; "
-                    f"{r['n_encoded']:,} encoded, {hits:,} read from the cache; "
-                    f"text side {r['text_side_s']:.1f} s")
+                    f"{r['n_encoded']:,} encoded ({r['encoded']['text']:,} text in {r['encode_s']['text']:.0f} s, "
+                    f"{r['encoded']['sentence']:,} sentence in {r['encode_s']['sentence']:.0f} s, {r['backend']}), "
+                    f"{hits:,} read from the cache; text side {r['text_side_s']:.1f} s")
             out.append(self.result("encode" if r["n_encoded"] else "encode (cached)", m,
                                  note=note, extra=r))
             if not r["n_encoded"]:
@@ -210,7 +214,8 @@ class Size:
         a = self.a
         run = self.dir / "runs" / f"{step}-{datetime.now():%Y%m%d-%H%M%S}"
         args = [*FITS[step], "--table", self.table, "--out", run, "--epochs", a.epochs,
-                "--patience", a.epochs, "--seed", a.seed, "--cache-dir", a.cache_dir, "--quiet"]
+                "--patience", a.epochs, "--seed", a.seed, "--cache-dir", a.cache_dir,
+                "--encoder-backend", a.backend, "--quiet"]
         if step == "torchrun":
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                    a.nproc, "-m", "trainer", "fit", *args, "--threads", max(1, a.threads // a.nproc),
@@ -275,11 +280,17 @@ def count_texts(argv: list[str]) -> int:
 
 
 def encode_texts(argv: list[str]) -> int:
-    """`encode-texts TABLE --cache-dir DIR`: the text side of `fit fusion`, timed on its own."""
+    """`encode-texts TABLE --cache-dir DIR [--backend B] [--threads T]`: the text side of `fit
+    fusion`, timed on its own. Every unique text of every day goes through the text encoder, and
+    the texts of rows whose user or item has zero or few impressions before the row's day through
+    the sentence encoder, as a fit does; prints each encoder's count and seconds (models loaded,
+    exported or quantised before the clock starts), then one JSON line."""
     p = argparse.ArgumentParser(prog="bench/scale.py encode-texts")
     p.add_argument("table")
-    p.add_argument("--cache-dir", required=True)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache-dir", required=True, help="text vector cache (an empty one times every encode)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=CHOICES,
+                   help="encoder backend (default %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch / runtime threads (default %(default)s)")
     a = p.parse_args(argv)
     import torch
 
@@ -297,23 +308,36 @@ def encode_texts(argv: list[str]) -> int:
     from trainer.train import content_config
 
     torch.set_num_threads(a.threads)
-    cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(cache_dir=a.cache_dir)
+    cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(
+        cache_dir=a.cache_dir, encoder_backend=a.backend)
     t0 = time.perf_counter()
     table = Table(cfg.table, need_text=True)
     split = split_days(table.days, cfg.val_days, cfg.test_days)
     Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS), min_count=cfg.min_count,
                      max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
-    t1 = time.perf_counter()
     f = TextFeaturizer(content_config(cfg, uses_text=True))
+    encoders = {"text": f.vectors.encoder, "sentence": f.fallback.encoder}
+    for cached in encoders.values():
+        cached.encoder.encode(["load the model"])  # load, export or quantise outside the timing
+    t1 = time.perf_counter()
     f.fit(table.batches(split["train_days"], TEXT_FIT_COLUMNS), lambda side, batch: history_bucket(batch, side))
     t2 = time.perf_counter()
     for batch in table.batches(split["val_days"] + split["test_days"], TEXT_COLUMNS):
         f.transform(batch)  # texts first seen on validation and test days are encoded here
     t3 = time.perf_counter()
+    for name, cached in encoders.items():
+        rate = cached.n_encoded / cached.encode_s if cached.encode_s else 0.0
+        print(f"{name} encoder: {cached.n_encoded:,} texts in {cached.encode_s:,.1f} s ({rate:,.0f} texts/s), "
+              f"{cached.n_cache_hits:,} from the cache", file=sys.stderr)
+    print(f"backend {f.cfg.encoder_backend}, {a.threads} thread(s); encoding "
+          f"{sum(c.encode_s for c in encoders.values()) / 60:.1f} min in all; load average "
+          f"{os.getloadavg()[0]:.2f} (1 min) at the end", file=sys.stderr)
     print(json.dumps({
+        "backend": f.cfg.encoder_backend,
         "unique": f.n_unique(),
-        "encoded": {"text": f.vectors.encoder.n_encoded, "sentence": f.fallback.encoder.n_encoded},
-        "cache_hits": {"text": f.vectors.encoder.n_cache_hits, "sentence": f.fallback.encoder.n_cache_hits},
+        "encoded": {name: c.n_encoded for name, c in encoders.items()},
+        "encode_s": {name: c.encode_s for name, c in encoders.items()},
+        "cache_hits": {name: c.n_cache_hits for name, c in encoders.items()},
         "preprocess_s": t1 - t0, "fit_text_s": t2 - t1, "eval_texts_s": t3 - t2,
         "text_side_s": t3 - t1, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
@@ -394,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Helpers run by the steps: count-texts TABLE; "
-                                "encode-texts TABLE --cache-dir DIR.")
+                                "encode-texts TABLE --cache-dir DIR [--backend B] [--threads T] (the "
+                                "encode step alone, on any built table).")
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], metavar="N",
                    help="sizes to run, smallest first (default: %(default)s)")
     p.add_argument("--days", type=int, default=14, help="days of logs (default %(default)s)")
@@ -408,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-dir", default=str(ROOT / "warehouse"),
                    help="dbt project to build (default %(default)s)")
     p.add_argument("--cache-dir", help="text vector cache (default: DATA/text-cache)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=CHOICES,
+                   help="encoder backend of the encode and fusion steps (default %(default)s)")
     p.add_argument("--skip", nargs="+", choices=STEPS, default=[], metavar="STEP",
                    help=f"steps to leave out, of: {', '.join(STEPS)}")
     p.add_argument("--epochs", type=int, default=1, help="epochs per fit (default %(default)s)")

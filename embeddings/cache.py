@@ -14,6 +14,7 @@ concurrent reader never sees half a file); many parts are compacted on load.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def _read(parts: list[Path]) -> tuple[list[str], np.ndarray]:
 class CachedEncoder:
     """Wraps an encoder: ``vectors(texts)`` returns one row per text, encoding only texts
     seen neither in this process nor in the cache directory. ``n_encoded`` counts texts that
-    went through the model, ``n_cache_hits`` those read back from disk."""
+    went through the model, ``encode_s`` the seconds they took, ``n_cache_hits`` the texts read
+    back from disk."""
 
     def __init__(self, encoder, cache_dir: str | Path | None):
         self.encoder = encoder
@@ -56,6 +58,7 @@ class CachedEncoder:
         self._memory: dict[str, np.ndarray] = {}
         self._on_disk: dict[str, np.ndarray] | None = None
         self.n_encoded = 0
+        self.encode_s = 0.0
         self.n_cache_hits = 0
 
     def _disk(self) -> dict[str, np.ndarray]:
@@ -100,7 +103,9 @@ class CachedEncoder:
             else:
                 missing[key] = text
         if missing:
+            t0 = time.perf_counter()
             encoded = self.encoder.encode(list(missing.values()))
+            self.encode_s += time.perf_counter() - t0
             self.n_encoded += len(missing)
             self._memory.update(zip(missing, encoded))
             self._write(list(missing), encoded)

@@ -9,6 +9,8 @@ Texts are tokenised in chunks, sorted by token count and batched with padding to
 text of each batch only, up to ``max_tokens`` (or the model's own limit, if lower).
 
 Backends (``--encoder-backend``), all from the same weights (embeddings/backends.py):
+  auto        the default: openvino-int8 for a local model on the CPU with the fast extra
+              installed, torch elsewhere
   torch       float32, the reference
   torch-bf16  bfloat16 autocast (CPUs with AVX512-BF16 or AMX, or a GPU)
   onnx        the pooled graph exported to ONNX once, run by onnxruntime
@@ -31,7 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embeddings.backends import DEFAULT_BACKEND, check_backend, encode_sorted, load_runner
+from embeddings.backends import (
+    AUTO,
+    DEFAULT_BACKEND,
+    auto_backend,
+    check_backend,
+    encode_sorted,
+    load_runner,
+)
 
 POOLINGS = ("last4-mean", "first-last-avg")
 
@@ -72,6 +81,15 @@ def model_id(name_or_path: str | None) -> str:
     return f"{root.name}-{digest.hexdigest()[:12]}"
 
 
+def backend_for(c) -> str:
+    """The backend a `TextConfig`'s encoders run on: its `encoder_backend`, with `auto` resolved
+    over the encoders its parts use (what a run records, so a loaded run encodes as it was fitted)."""
+    if c.encoder_backend != AUTO:
+        return c.encoder_backend
+    models = ([(c.text_model, c.pooling)] if c.vectors else []) + ([(c.sentence_model, "sentence")] if c.fallback else [])
+    return auto_backend([(*resolve_model(m), pooling) for m, pooling in models], pick_device(c.device))
+
+
 def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -90,16 +108,20 @@ def _load_sentence(name_or_path: str, is_local: bool, device: str):
 
 class _LocalModel:
     """What both encoders hold: the model resolved to a local copy where there is one, its cache id,
-    the backend it runs on, how many tokens and texts go in at once, and the device."""
+    the backend it runs on, how many tokens and texts go in at once, and the device. Subclasses
+    set `pooling` before calling this (`auto` picks a backend for it)."""
+
+    pooling: str
 
     def __init__(self, name_or_path: str | None, max_tokens: int, batch_size: int, device: str, backend: str):
         check_backend(backend)
         self.name_or_path, self.is_local = resolve_model(name_or_path)
         self.model_id = model_id(self.name_or_path)
-        self.backend = backend
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = pick_device(device)
+        self.backend = (auto_backend([(self.name_or_path, self.is_local, self.pooling)], self.device)
+                        if backend == AUTO else backend)
 
 
 class HFEncoder(_LocalModel):
@@ -114,8 +136,8 @@ class HFEncoder(_LocalModel):
                  backend: str = DEFAULT_BACKEND):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        super().__init__(name_or_path, max_tokens, batch_size, device, backend)
         self.pooling = pooling
+        super().__init__(name_or_path, max_tokens, batch_size, device, backend)
 
     @classmethod
     def of(cls, c) -> HFEncoder:

@@ -30,7 +30,7 @@ from embeddings import persist
 from embeddings.blocks import FallbackBlock, TokenBlock, TopicBlock, VectorBlock
 from embeddings.cache import CachedEncoder
 from embeddings.devices import DeviceTables
-from embeddings.encoder import HFEncoder, SentenceEncoder
+from embeddings.encoder import HFEncoder, SentenceEncoder, backend_for
 from embeddings.fitting import TrainingTexts
 from embeddings.keys import INDEX, SIDES
 from embeddings.options import TextConfig
@@ -42,7 +42,8 @@ from m2ctr.schema import HISTORY_KEYS, WARM
 
 class TextFeaturizer:
     def __init__(self, cfg: Mapping | TextConfig | None = None):
-        self.cfg = c = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
+        c = cfg if isinstance(cfg, TextConfig) else TextConfig.from_dict(cfg)
+        self.cfg = c = c.replace(encoder_backend=backend_for(c))  # `auto` resolved: what the run records
         self.vectors = self.fallback = self.topics = self.tokens = None
         if c.vectors:
             text = HFEncoder.of(c)

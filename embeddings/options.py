@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from embeddings.backends import BACKENDS, DEFAULT_BACKEND
+from embeddings.backends import CHOICES, DEFAULT_BACKEND
 from embeddings.encoder import POOLINGS
 from embeddings.topics import N_COMPONENTS
 
@@ -46,10 +46,11 @@ class TextConfig:
     sentence_model: str | None = option(None, "fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)",
                                         metavar="NAME_OR_PATH")
     cache_dir: str = option(".cache/text_vectors", "text vector cache (\"\": none)")
-    encoder_backend: str = option(DEFAULT_BACKEND, "how both text encoders run: torch (float32), torch-bf16, onnx, "
-                                  "onnx-int8, openvino, openvino-int8 (models exported once from the local weights, "
-                                  "cached), static (token vectors distilled once from the model: fastest, least "
-                                  "faithful); see README, Fast encoding", choices=BACKENDS)
+    encoder_backend: str = option(DEFAULT_BACKEND, "how both text encoders run: auto (openvino-int8 for local models "
+                                  "on the CPU with m2ctr[fast] installed, else torch; the run records which), torch "
+                                  "(float32), torch-bf16, onnx, onnx-int8, openvino, openvino-int8 (models exported "
+                                  "once from the local weights, cached), static (token vectors distilled once from the "
+                                  "model: fastest, least faithful); see README, Fast encoding", choices=CHOICES)
     # -- how texts are encoded: not options of a run
     max_tokens: int = 64
     batch_size: int = 128

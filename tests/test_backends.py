@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embeddings.backends import BACKENDS, STATED_COSINE
+from embeddings import TextFeaturizer
+from embeddings.backends import BACKENDS, FAST_BACKEND, STATED_COSINE
 from embeddings.cache import CachedEncoder
-from embeddings.encoder import HFEncoder
+from embeddings.encoder import HFEncoder, SentenceEncoder
 
 TEXTS = ["best sushi ramen deal today. sushi, ramen", "official certified espresso grinder",
          "clearance generic laptop charger, usb", "精选机票酒店优惠. 机票，酒店", "护士处方药店奖励",
@@ -137,3 +138,32 @@ def test_vectors_cached_before_the_cap_was_keyed_are_read_at_64_tokens_only(tmp_
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="encoder backend must be one of"):
         HFEncoder(device="cpu", backend="tensorrt")
+
+
+def _fast_extra_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
+
+
+@pytest.mark.skipif(not _fast_extra_installed(), reason="the fast extra (openvino, nncf) is not installed")
+def test_auto_runs_the_fast_backend_where_it_can_and_torch_elsewhere(tmp_path):
+    assert HFEncoder(device="cpu").backend == FAST_BACKEND  # the bundled model, on the CPU
+    assert SentenceEncoder(device="cpu").backend == FAST_BACKEND
+    assert HFEncoder("BAAI/bge-small-zh-v1.5", device="cpu").backend == "torch"  # a Hub name: no local copy
+    assert HFEncoder(device="cuda").backend == "torch"
+    cls_pooled = tmp_path / "cls-model"
+    (cls_pooled / "1_Pooling").mkdir(parents=True)
+    (cls_pooled / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    assert SentenceEncoder(str(cls_pooled), device="cpu").backend == "torch"
+    assert HFEncoder(device="cpu", backend="onnx-int8").backend == "onnx-int8"  # asked for by name
+
+
+@pytest.mark.skipif(not _fast_extra_installed(), reason="the fast extra (openvino, nncf) is not installed")
+def test_a_run_records_the_backend_auto_picked():
+    # One backend for both encoders: a sentence model that only torch can run takes the text
+    # encoder to torch too, so a run never mixes backends.
+    assert TextFeaturizer({"device": "cpu", "cache_dir": ""}).cfg.encoder_backend == FAST_BACKEND
+    hub = TextFeaturizer({"device": "cpu", "cache_dir": "", "sentence_model": "BAAI/bge-small-zh-v1.5"})
+    assert hub.cfg.encoder_backend == "torch"
+    assert hub.vectors.encoder.encoder.backend == hub.fallback.encoder.encoder.backend == "torch"
