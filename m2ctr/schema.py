@@ -144,3 +144,4 @@ def cold_bucket(counts) -> np.ndarray:
 # training row on an item's first day is then "zero", exactly as a new item at test time is.
 HISTORY_COUNTS = {"user": "u_imp_cum", "item": "i_imp_cum"}
 HISTORY_KEYS = {side: f"hist_{side}" for side in HISTORY_COUNTS}
+COLD_KEYS = {side: f"cold_{side}" for side in HISTORY_COUNTS}
