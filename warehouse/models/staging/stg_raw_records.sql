@@ -3,8 +3,7 @@
   excluded), its fields mapped to the canonical columns, typed, and either accepted (reject_reason
   null) or given the first reason it fails. This is the only model that reads the CSV: each file is
   parsed once, when it is new or changed, in a single scan (a multi-line CSV file is parsed by one
-  task; its header is its first record, read by a scan that stops there), and everything downstream
-  reads this table. stg_impressions and quarantine_impressions
+  task), and everything downstream reads this table. stg_impressions and quarantine_impressions
   split it, so every record lands in exactly one of them.
   Partitioned by source_file: a run writes the partitions of the files it parsed and drops those of
   changed and removed files, so a re-delivered file replaces its own records and nothing else. It
@@ -19,36 +18,9 @@
 with source as (
 
     -- Only this run's files: the filter on the file path prunes the others before Spark opens them.
-    select *, _metadata.file_path as file_path, false as is_first
+    select *, _metadata.file_path as file_path
     from {{ source('raw', 'impressions_csv') }}
     where {{ in_list('_metadata.file_path', plan.batch_paths, plan.full) }}
-
-),
-
-first_records as (
-
-    -- The first record of each file, where a header sits: a scan limited to one record stops
-    -- reading the file after it, so this costs no second parse.
-    {%- for path in plan.batch_paths %}
-    select * from (
-        select *, _metadata.file_path as file_path, true as is_first
-        from {{ source('raw', 'impressions_csv') }}
-        where _metadata.file_path = {{ sql_string(path) }}
-        limit 1
-    )
-    union all
-    {%- endfor %}
-    select *, cast(null as string) as file_path, true as is_first
-    from {{ source('raw', 'impressions_csv') }}
-    where false
-
-),
-
-raw_records as (
-
-    select * from source
-    union all
-    select * from first_records
 
 ),
 
@@ -64,7 +36,6 @@ parsed as (
 
     select /*+ broadcast(files) */
         files.source_file,
-        is_first,
         {%- for c in raw_cols %}
         c{{ loop.index0 }},
         {%- endfor %}
@@ -75,9 +46,9 @@ parsed as (
             when _corrupt_record is null then {{ n_cols }}
             else size(split(regexp_replace(_corrupt_record, '"([^"]|"")*"', ''), ',', -1))
         end as n_fields
-    from raw_records
+    from source
     join files
-        on raw_records.file_path = files.file_path
+        on source.file_path = files.file_path
 
 ),
 
@@ -87,7 +58,6 @@ fields as (
     -- quoted field; then the last field of each \r\n-terminated record keeps a trailing \r.
     select
         source_file,
-        is_first,
         array(
             {%- for c in raw_cols %}
             if(n_fields = {{ loop.index }} and endswith(c{{ loop.index0 }}, '\r'),
@@ -114,38 +84,26 @@ hashed as (
 
 ),
 
-headers as (
-
-    -- Each file's header, if its first record is one: how many fields it has and where each
-    -- canonical column sits in it (0 = absent).
-    select
-        source_file,
-        n_fields as header_fields,
-        {%- for c in raw_cols %}
-        cast(array_position(vals, '{{ c }}') as int) as pos_{{ c }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    from hashed
-    where is_first and is_header
-
-),
-
 located as (
 
-    -- The file's header beside each record, every header line left out, and an occurrence number
-    -- that tells byte-identical records of one file apart (which copy gets which number does not
-    -- matter: the set of ids is the same on every rebuild). Only records of equal hash share a
-    -- window, so the sort is by hash within small groups.
-    select /*+ broadcast(headers) */
-        hashed.*,
-        row_number() over (partition by hashed.source_file, record_hash order by record_hash) as occurrence,
-        headers.header_fields,
+    -- One pass over each file, its records ordered by hash: the file's header (where each
+    -- canonical column sits in it, 0 = absent), and an occurrence number that tells byte-identical
+    -- records of one file apart (which copy gets which number does not matter: the set of ids is
+    -- the same on every rebuild). A header line is identical only to another header line.
+    select
+        *,
+        row_number() over file_by_hash - rank() over file_by_hash + 1 as occurrence,
+        first(if(is_header, n_fields, null), true) over whole_file as header_fields,
         {%- for c in raw_cols %}
-        headers.pos_{{ c }}{{ ',' if not loop.last }}
+        cast(first(if(is_header, array_position(vals, '{{ c }}'), null), true) over whole_file as int) as pos_{{ c }}{{ ',' if not loop.last }}
         {%- endfor %}
     from hashed
-    left join headers
-        on hashed.source_file = headers.source_file
-    where not hashed.is_first and not hashed.is_header
+    window
+        file_by_hash as (partition by source_file order by record_hash),
+        whole_file as (
+            partition by source_file order by record_hash
+            rows between unbounded preceding and unbounded following
+        )
 
 ),
 
@@ -166,6 +124,7 @@ records as (
         end as {{ c }}_raw{{ ',' if not loop.last }}
         {%- endfor %}
     from located
+    where not is_header
 
 ),
 
