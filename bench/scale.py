@@ -46,8 +46,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,77 +55,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import Measured, run_measured
 from embeddings.backends import CHOICES, DEFAULT_BACKEND
 from m2ctr.warehouse import DEFAULT_SCHEMA, TRAINING_SAMPLES, table_path
 
 STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
 FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "tokens-1t": ["mmoe", "--tokens"],
         "torchrun": ["mmoe", "--tokens"]}
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-# ---------------------------------------------------------------------------- measuring a child
-
-
-def _tree_rss(root: int) -> int:
-    """Bytes resident in `root` and all its descendants right now."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                ppid = int(f.read().rpartition(")")[2].split()[1])
-            with open(f"/proc/{entry.name}/statm") as f:
-                rss[int(entry.name)] = int(f.read().split()[1]) * PAGE
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total
-
-
-@dataclass
-class Measured:
-    wall_s: float
-    rss_mb: float  # ru_maxrss of the child: its largest process
-    tree_rss_mb: float  # sampled peak of the sum over its process tree
-    rc: int
-    load: float  # mean 1-minute load average while it ran: the machine is shared
-
-
-def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None,
-                 interval: float = 0.5) -> Measured:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        out.write("$ " + " ".join(map(str, cmd)) + "\n")
-        out.flush()
-        t0 = time.perf_counter()
-        # its own process group, so that an interrupted step takes its JVM or ranks down with it
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
-        peak, load = 0, []
-        try:
-            while True:
-                # wait4, not getrusage(RUSAGE_CHILDREN): that is a maximum over every child so far
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                peak = max(peak, _tree_rss(proc.pid))
-                load.append(os.getloadavg()[0])
-                time.sleep(interval)
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
-    return Measured(time.perf_counter() - t0, usage.ru_maxrss / 1024, peak / 2**20, proc.returncode,
-                    sum(load) / len(load) if load else os.getloadavg()[0])
 
 
 # ---------------------------------------------------------------------------- the steps

@@ -36,10 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))  # for bench.measure; last, so the installed packages are the ones timed
+
+from bench.measure import run_measured
 from m2ctr.schema import RAW_COLUMNS
 from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "warehouse"
 
 # The feature definitions of warehouse/models, in DuckDB's dialect. DuckDB's parallel CSV
@@ -241,47 +244,17 @@ def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict, flo
     """One `dbt build` in a fresh process: its seconds, per-node seconds from run_results.json, and
     the mean 1-minute load average while it ran (the machine may be shared: compare runs made under
     the same load)."""
-    env = dict(
-        os.environ, CTR_RAW_PATH=str(raw), CTR_WAREHOUSE_DIR=str(warehouse), CTR_DBT_TARGET="local"
-    )
-    dbt = Path(sys.executable).with_name("dbt")
+    env = {"CTR_RAW_PATH": str(raw), "CTR_WAREHOUSE_DIR": str(warehouse), "CTR_DBT_TARGET": "local"}
+    cmd = [Path(sys.executable).with_name("dbt"), "build", "--profiles-dir", ROOT,
+           "--target-path", workdir / "target", "--log-path", workdir / "logs",
+           "--exclude-resource-type", "unit_test"]
     log = workdir / "dbt-build.out"
-    workdir.mkdir(parents=True, exist_ok=True)
-    loads = []
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                str(dbt),
-                "build",
-                "--profiles-dir",
-                str(ROOT),
-                "--target-path",
-                str(workdir / "target"),
-                "--log-path",
-                str(workdir / "logs"),
-                "--exclude-resource-type",
-                "unit_test",
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        while True:
-            loads.append(os.getloadavg()[0])
-            try:
-                proc.wait(timeout=5)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
+    m = run_measured(cmd, log, env=env, cwd=PROJECT)
+    if m.rc != 0:
         sys.exit(f"dbt build failed on {raw}:\n{log.read_text()[-4000:]}")
     results = json.loads((workdir / "target" / "run_results.json").read_text())
     per_node = {r["unique_id"]: r["execution_time"] for r in results["results"]}
-    return seconds, per_node, sum(loads) / len(loads)
+    return m.wall_s, per_node, m.load
 
 
 def generate(n: int, days: int, seed: int, users: int, items: int, out: Path) -> None:

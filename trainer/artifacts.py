@@ -35,7 +35,7 @@ from pathlib import Path
 from m2ctr.atomic import atomic_path, write_text_atomic
 from m2ctr.warehouse import data_quality_path, schema_dir_of
 
-from .data import TrainerError
+from .data import EVAL_PARTS, TrainerError
 
 CONFIG_FORMAT = 2
 
@@ -156,7 +156,7 @@ class RunDir(Directory):
     COLD_START = "cold_start.md"
     TEXT = "text"
     PEER_MODEL = "model.txt"
-    PARTS = ("val", "test")  # evaluated days: a metrics.json section, a scores_<part>.parquet
+    PARTS = EVAL_PARTS  # a scores_<part>.parquet each
 
     # -- state
 
@@ -292,6 +292,32 @@ class RunDir(Directory):
 
     def write_peer_text_components(self, side: str, components) -> None:
         components.save(self.file(f"text_svd_{side}"))
+
+
+class LadderDir(Directory):
+    """A ladder directory (`trainer ladder`): its summary, as JSON and as a Markdown table, and one
+    run directory per rung and seed under `runs/`."""
+
+    SUMMARY = "ladder.json"
+    TABLE = "ladder.md"
+    RUNS = "runs"
+
+    def is_ladder(self) -> bool:
+        return self.file(self.SUMMARY).is_file()
+
+    def write_summary(self, doc: dict, table: str) -> None:
+        write_json(self.file(self.SUMMARY), doc)
+        write_text_atomic(self.file(self.TABLE), table)
+
+    def summary(self) -> dict:
+        return read_json(self.file(self.SUMMARY), "ladder")
+
+    def run_path(self, rung: str, seed: int) -> Path:
+        return self.file(self.RUNS) / f"{rung}-seed{seed}"
+
+    def runs(self, rung: str) -> list[RunDir]:
+        """The run directories of one rung that are there, by seed."""
+        return [RunDir(p) for p in sorted(self.file(self.RUNS).glob(f"{rung}-seed*"))]
 
 
 class ExportDir(Directory):

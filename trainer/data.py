@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from m2ctr.schema import (
+    COLD_KEYS,
     DENSE_COLUMNS,
     FLAG_COLUMNS,
     HISTORY_COUNTS,
@@ -125,6 +126,10 @@ class Table:
                 batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
         """Record batches of the given days in a stable order (by day, then file)."""
         yield from self.read(self.fragments(days), columns, batch_size)
+
+
+SPLIT_PARTS = ("train", "val", "test")  # a split holds the days of each part as `<part>_days`
+EVAL_PARTS = ("val", "test")  # the parts scored after training: a section of metrics.json each
 
 
 def split_days(days: list[str], val_days: int, test_days: int) -> dict[str, list[str]]:
@@ -331,8 +336,7 @@ class Preprocessor:
             "label": _numpy(batch.column("label"), 0, np.float32),
             # the model's point-in-time cold signal, and the evaluation buckets beside it
             **{HISTORY_KEYS[side]: b for side, b in hist.items()},
-            "cold_user": cold_bucket(train_counts["user_id"]),
-            "cold_item": cold_bucket(train_counts["item_id"]),
+            **{COLD_KEYS[side]: cold_bucket(train_counts[f]) for f, side in zip(ID_COLUMNS, HISTORY_KEYS)},
             # GAUC groups by the user (hash buckets would merge users); a 64-bit key is enough
             "user_key": stable_hash(ids["user_id"]).view(np.int64),
         }

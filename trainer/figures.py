@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from m2ctr.schema import COLD_BUCKETS
+from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
 from . import metrics as M
 from . import page as H
@@ -121,8 +121,8 @@ def cold_figure(metrics: dict, parts: list[str]) -> Figure:
 def alpha_figure(s: dict, scenes: list[str], part_title: str) -> Figure:
     alpha = np.asarray(s["alpha"], np.float64).reshape(len(s["alpha"]), -1).mean(1)
     groups = [
-        ("user cold bucket", [(b, alpha[s["cold_user"] == k]) for k, b in enumerate(COLD_BUCKETS)]),
-        ("item cold bucket", [(b, alpha[s["cold_item"] == k]) for k, b in enumerate(COLD_BUCKETS)]),
+        *((f"{side} cold bucket", [(b, alpha[s[key] == k]) for k, b in enumerate(COLD_BUCKETS)])
+          for side, key in COLD_KEYS.items()),
         ("scene", [(sc, alpha[_scene_mask(s, sc)]) for sc in scenes]),
     ]
     fig = Figure(figsize=(13, 4.2))

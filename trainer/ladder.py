@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from m2ctr.schema import COLD_BUCKETS
+from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
-from .artifacts import RunDir, warehouse_record, write_json
+from .artifacts import LadderDir, RunDir, warehouse_record
 from .config import FitConfig
 from .data import Table, split_days
 
@@ -84,7 +84,7 @@ def _slices(metrics: dict) -> dict[str, float | None]:
     out["val auc"] = metrics.get("val", {}).get("auc")
     alpha = metrics.get("extras", {}).get("test", {}).get("alpha")
     if alpha:
-        out.update({f"alpha item {name}": alpha["cold_item"].get(name) for name in COLD_BUCKETS})
+        out.update({f"alpha item {name}": alpha[COLD_KEYS["item"]].get(name) for name in COLD_BUCKETS})
     return out
 
 
@@ -140,6 +140,7 @@ def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None,
     from . import peers
 
     out = Path(out) if out else Path("runs") / f"ladder-{datetime.now():%Y%m%d-%H%M%S}"
+    ladder = LadderDir(out)
     split = split_days(Table(base.table).days, base.val_days, base.test_days)
     truth_path = Path(truth) if truth else peers.find_truth(base.table)
     seeds = list(range(n_seeds))
@@ -148,7 +149,7 @@ def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None,
     results: dict[str, list[dict]] = {rung: [] for rung in rungs}
     for k, (rung, seed) in enumerate(jobs, 1):
         print(f"[ladder {k}/{len(jobs)}] {rung} seed {seed}", file=sys.stderr)
-        metrics = _fit_once(base, rung, seed, out / "runs" / f"{rung}-seed{seed}", split, truth_path)
+        metrics = _fit_once(base, rung, seed, ladder.run_path(rung, seed), split, truth_path)
         if metrics is not None:
             results[rung].append(metrics)
     results = {rung: runs for rung, runs in results.items() if runs}
@@ -160,9 +161,8 @@ def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None,
            "rungs": {rung: RUNGS[rung] for rung in results},
            "test_rows": _sizes(first["test"]), "test_auc": summary}
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "ladder.json", doc)
     text = markdown(summary, doc["test_rows"], seeds, base.table)
-    (out / "ladder.md").write_text(text)
+    ladder.write_summary(doc, text)
     print(f"ladder written to {out}", file=sys.stderr)
     print(text)
     return out

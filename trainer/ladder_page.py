@@ -11,8 +11,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from . import page as H
-from .artifacts import Directory, read_json
-from .data import TrainerError
+from .artifacts import LadderDir
+from .data import SPLIT_PARTS, TrainerError
 from .ladder import RUNGS, rung_kind
 
 LADDER_COLUMNS = ("auc", "item zero", "user zero")  # the ladder figure's panels, when present
@@ -36,10 +36,10 @@ def _cell(stat: dict | None) -> str:
 
 
 def ladder_page(ladder: Path) -> tuple[list[str], str]:
-    doc = read_json(ladder / "ladder.json", "ladder")
+    doc = LadderDir(ladder).summary()
     table = doc.get("test_auc") or {}
     if not table:
-        raise TrainerError(f"{ladder / 'ladder.json'} has no test_auc entries")
+        raise TrainerError(f"{ladder / LadderDir.SUMMARY} has no test_auc entries")
     # our rungs in ladder order, then the peers, then the oracle
     kinds = _rung_kinds(doc)
     order = {"model": 0, "peer": 1, "oracle": 2}
@@ -55,7 +55,7 @@ def ladder_page(ladder: Path) -> tuple[list[str], str]:
     split = doc.get("split", {})
     if split:
         body.append("<p>Split: " + "; ".join(
-            f"{p} {H.e(', '.join(split.get(f'{p}_days', [])))}" for p in ("train", "val", "test")) + ".</p>")
+            f"{p} {H.e(', '.join(split.get(f'{p}_days', [])))}" for p in SPLIT_PARTS) + ".</p>")
     if oracle is not None:
         body.append("<p>The oracle scores every test row with its true click probability (the synthetic "
                     "generator's <code>truth.parquet</code>): the AUC no model can beat on this data.</p>")
@@ -111,17 +111,14 @@ def _ladder_figure(table: dict, kinds: dict[str, str], panels: list[str]) -> Fig
 
 def _ladder_runs(ladder: Path, table: dict) -> list[str]:
     """Links to each rung's runs (their own report when written, else metrics.json)."""
-    runs_dir = ladder / "runs"
-    if not runs_dir.is_dir():
-        return []
     items = []
     for rung in table:
         links = []
-        for run in sorted(runs_dir.glob(f"{rung}-seed*")):
-            target = run / Directory.REPORT if (run / Directory.REPORT).is_file() else run / "metrics.json"
+        for run in LadderDir(ladder).runs(rung):
+            target = run.file(run.REPORT) if run.file(run.REPORT).is_file() else run.file(run.METRICS)
             if target.is_file():
                 rel = Path(os.path.relpath(target, ladder)).as_posix()
-                links.append(f'<a href="{H.e(rel)}">{H.e(run.name)}</a>')
+                links.append(f'<a href="{H.e(rel)}">{H.e(run.path.name)}</a>')
         if links:
             items.append(f"<li>{H.e(rung)}: {', '.join(links)}</li>")
     return ["<h2>Runs</h2>", "<ul>", *items, "</ul>"] if items else []

@@ -14,6 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from m2ctr.schema import COLD_BUCKETS as COLD_NAMES
+from m2ctr.schema import COLD_KEYS
+
+# The per-row arrays `evaluate` reads beside the predictions (`trainer.data.Preprocessor.transform`).
+ROW_KEYS = ("label", "scene", *COLD_KEYS.values(), "user_key")
 
 
 def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +124,7 @@ def evaluate(split: dict[str, np.ndarray], p: np.ndarray, scenes: list[int]) -> 
         per_scene_cal[str(scene)] = calibration(y[mask], p[mask])
     overall = calibration(y, p)
     cold = {}
-    for side, key in (("user", "cold_user"), ("item", "cold_item")):
+    for side, key in COLD_KEYS.items():
         cold[side] = {}
         for b, name in enumerate(COLD_NAMES):
             mask = split[key] == b
@@ -187,6 +191,11 @@ def calibration_effect(split: dict[str, np.ndarray], raw: np.ndarray, calibrated
     return out
 
 
+def _group_means(v: np.ndarray, groups: np.ndarray, names) -> dict:
+    """{name: mean of v over the rows of group index i} for the i-th name; None for an empty group."""
+    return {n: (float(v[groups == i].mean()) if (groups == i).any() else None) for i, n in enumerate(names)}
+
+
 def summarise_extras(split: dict[str, np.ndarray], extras: dict[str, np.ndarray], scenes) -> dict:
     """Mean of each per-row model output (e.g. fusion's alpha) overall, per scene, per cold bucket."""
     out = {}
@@ -194,18 +203,8 @@ def summarise_extras(split: dict[str, np.ndarray], extras: dict[str, np.ndarray]
         v = np.asarray(values, np.float64).reshape(len(values), -1).mean(1)
         out[name] = {
             "mean": float(v.mean()),
-            "per_scene": {
-                str(s): (float(v[split["scene"] == i].mean()) if (split["scene"] == i).any() else None)
-                for i, s in enumerate(scenes)
-            },
-            "cold_user": {
-                n: (float(v[split["cold_user"] == b].mean()) if (split["cold_user"] == b).any() else None)
-                for b, n in enumerate(COLD_NAMES)
-            },
-            "cold_item": {
-                n: (float(v[split["cold_item"] == b].mean()) if (split["cold_item"] == b).any() else None)
-                for b, n in enumerate(COLD_NAMES)
-            },
+            "per_scene": _group_means(v, split["scene"], [str(s) for s in scenes]),
+            **{key: _group_means(v, split[key], COLD_NAMES) for key in COLD_KEYS.values()},
         }
     return out
 

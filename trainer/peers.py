@@ -37,12 +37,10 @@ from m2ctr.warehouse import schema_dir_of
 from . import calibration as C
 from . import metrics as M
 from .artifacts import RunDir, warehouse_record
-from .data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError
+from .data import EVAL_PARTS, REQUIRED_COLUMNS, SPLIT_PARTS, Preprocessor, Table, TrainerError
 
 # each side's text as the featurizer, the token vocabulary and the text components build it
 SIDE_TEXTS = {"user": user_texts, "item": item_texts}
-METRIC_KEYS = ("label", "scene", "cold_user", "cold_item", "user_key")  # what metrics.evaluate reads
-PARTS = ("train", "val", "test")
 TRUTH_KEYS = ("user_id", "item_id", "log_ts")
 
 # Moderate trees, early stopping does the rest; any key can be overridden through `params`.
@@ -112,7 +110,7 @@ def read_part(table: Table, days: list[str], prep: Preprocessor, text: bool = Fa
               dense: bool = True) -> Part:
     """The transformed rows of `days`, batch by batch; each side's text built as the featurizer
     builds it (`embeddings.text`), each distinct text kept once."""
-    keep = (*METRIC_KEYS, "dense") if dense else METRIC_KEYS
+    keep = (*M.ROW_KEYS, "dense") if dense else M.ROW_KEYS
     columns = [*REQUIRED_COLUMNS, *(TEXT_COLUMNS if text else ())]
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     uniques = {side: UniqueTexts() for side in SIDE_TEXTS} if text else {}
@@ -166,7 +164,7 @@ def _features(part: Part, fitted) -> np.ndarray:
 
 
 def _check_split(table: Table, split: dict) -> None:
-    for part in PARTS:
+    for part in SPLIT_PARTS:
         days = split.get(f"{part}_days")
         if not days:
             raise TrainerError(f"split has no {part}_days")
@@ -223,7 +221,7 @@ def fit_lightgbm(
     table = Table(table_dir, need_text=text)
     _check_split(table, split)
     prep = fit_preprocessor(table, split)
-    parts = {p: read_part(table, split[f"{p}_days"], prep, text) for p in PARTS}
+    parts = {p: read_part(table, split[f"{p}_days"], prep, text) for p in SPLIT_PARTS}
     fitted = fit_text(parts["train"], seed) if text else None
     names = feature_names(text)
     scene_col = names.index("scene")
@@ -260,16 +258,16 @@ def fit_lightgbm(
     best = booster.best_iteration or booster.current_iteration()
     result = {
         "model": name,
-        "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
+        "split": {f"{p}_days": list(split[f"{p}_days"]) for p in SPLIT_PARTS},
     }
     raw = {part: booster.predict(_features(parts[part], fitted), num_iteration=best).astype(np.float64)
-           for part in ("val", "test")}
+           for part in EVAL_PARTS}
     val = parts["val"].arrays
     calibrator = C.fit(calibration, val["label"], raw["val"], val["scene"])
     train = parts["train"].arrays
     rates = M.click_rates(np.bincount(train["scene"], weights=train["label"], minlength=len(prep.scenes)),
                           np.bincount(train["scene"], minlength=len(prep.scenes)))
-    for part in ("val", "test"):
+    for part in EVAL_PARTS:
         arrays, p = parts[part].arrays, calibrator(raw[part], parts[part].arrays["scene"])
         result[part] = M.evaluate(arrays, p, prep.scenes)
         result[part]["calibration"].update(
@@ -289,7 +287,7 @@ def fit_lightgbm(
         "best_val_auc": booster.best_score.get("val", {}).get("auc"),
         "features": names,
         "scenes": prep.scenes,
-        "rows": {p: len(parts[p]) for p in PARTS},
+        "rows": {p: len(parts[p]) for p in SPLIT_PARTS},
         "seconds": round(time.perf_counter() - t0, 1),
         "lightgbm": lgb.__version__,
     }
@@ -403,9 +401,9 @@ def oracle_metrics(table_dir, split: dict, truth_path) -> dict:
     prep = fit_preprocessor(table, split)
     result = {
         "model": "oracle",
-        "split": {k: list(split[k]) for k in ("train_days", "val_days", "test_days")},
+        "split": {f"{p}_days": list(split[f"{p}_days"]) for p in SPLIT_PARTS},
     }
-    for part in ("val", "test"):
+    for part in EVAL_PARTS:
         days = split[f"{part}_days"]
         rows = read_part(table, days, prep, dense=False)  # a clear error first if the days hold no rows
         p = _truth_for(_keys_table(table, days), Path(truth_path), days)

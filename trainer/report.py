@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from m2ctr.schema import COLD_BUCKETS
+from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
 from . import metrics as M
 from . import page as H
-from .artifacts import Directory, RunDir
+from .artifacts import Directory, LadderDir, RunDir
 from .data import TrainerError
 from .figures import alpha_figure, cold_figure, history_figure, reliability_figure, roc_figure
 from .ladder_page import ladder_page
 
-SCORE_COLUMNS = ("label", "probability", "scene", "cold_user", "cold_item")
+SCORE_COLUMNS = ("label", "probability", "scene", *COLD_KEYS.values())  # what the run page draws
 
 
 def write_report(path: str | Path) -> Path:
@@ -35,12 +35,12 @@ def write_report(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise TrainerError(f"{path}: no such directory (expected a run or a ladder directory)")
-    if (path / "ladder.json").is_file():
+    if LadderDir(path).is_ladder():
         body, title = ladder_page(path)
-    elif (path / "metrics.json").is_file():
+    elif RunDir(path).is_finished():
         body, title = _run_page(path)
     else:
-        raise TrainerError(f"{path} is neither a run (metrics.json) nor a ladder (ladder.json)")
+        raise TrainerError(f"{path} is neither a run ({RunDir.METRICS}) nor a ladder ({LadderDir.SUMMARY})")
     return Directory(path).write_report(H.document(title, body))
 
 
@@ -280,8 +280,8 @@ def _alpha_section(metrics: dict, scores: dict, figs: H.Figures, scenes: list[st
     parts = [p for p in RunDir.PARTS if summary.get(p)]
     if parts:
         slices = [("all", lambda a: a.get("mean"))]
-        for key, label in (("cold_user", "user"), ("cold_item", "item")):
-            slices += [(f"{label} {b}", lambda a, k=key, b=b: a.get(k, {}).get(b)) for b in COLD_BUCKETS]
+        for side, key in COLD_KEYS.items():
+            slices += [(f"{side} {b}", lambda a, k=key, b=b: a.get(k, {}).get(b)) for b in COLD_BUCKETS]
         slices += [(f"scene {sc}", lambda a, sc=sc: a.get("per_scene", {}).get(sc)) for sc in scenes]
         rows = [[name, *(M.fmt(get(summary[p])) for p in parts)] for name, get in slices]
         out.append(H.table("alpha", ["slice", *(f"{H.PART_TITLES[p]} mean alpha" for p in parts)], rows))

@@ -22,11 +22,11 @@ from m2ctr.atomic import atomic_path
 from . import calibration as C
 from .artifacts import RunDir
 from .data import Features, Preprocessor, Table, TrainerError
+from .metrics import ROW_KEYS
 from .models import MODELS
 
 # Per-row arrays that stay on the numpy side: the metrics group by them, the model never sees them.
 HOST_ONLY = ("user_key",)
-SCORE_COLUMNS = ("label", "scene", "cold_user", "cold_item", "user_key")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,7 +67,7 @@ def score(model, batches, features: Features, device) -> dict[str, np.ndarray]:
         logits, extras = split_output(model(batch))
         out.setdefault("probability", []).append(
             torch.sigmoid(own_scene_logit(logits, batch["scene"])).double().cpu().numpy())
-        for k in SCORE_COLUMNS:
+        for k in ROW_KEYS:
             out.setdefault(k, []).append(arrays[k])
         for k, v in extras.items():
             out.setdefault(k, []).append(v.detach().double().cpu().numpy())

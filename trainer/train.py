@@ -35,6 +35,7 @@ from .artifacts import RunDir, warehouse_record
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
 from .data import (
+    EVAL_PARTS,
     REQUIRED_COLUMNS,
     TEXT_FIT_COLUMNS,
     Features,
@@ -50,7 +51,6 @@ from .data import (
 from .models import MODELS
 from .models.layers import Inputs, check_hyperparameters
 from .scoring import (
-    SCORE_COLUMNS,
     Run,
     load_run,
     own_scene_logit,
@@ -434,7 +434,7 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
-    for part in ("val", "test"):
+    for part in EVAL_PARTS:
         parts[part] = rows = (val if part == "val" and val else
                               score_days(model, p, p.split[f"{part}_days"], eval_batch_size))
         if not rows:
@@ -451,7 +451,7 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         result[part] = M.evaluate(rows, rows["probability"], p.spec["scenes"])
         result[part]["calibration"].update(
             method=calibration.method, **M.calibration_effect(rows, raw, rows["probability"], p.spec["scenes"], rates))
-        extras = {k: v for k, v in rows.items() if k not in (*SCORE_COLUMNS, "probability", "probability_raw")}
+        extras = {k: v for k, v in rows.items() if k not in (*M.ROW_KEYS, "probability", "probability_raw")}
         if extras:
             extras_summary[part] = M.summarise_extras(rows, extras, p.spec["scenes"])
         if run is not None:
