@@ -33,6 +33,8 @@ AUTO = "auto"
 FAST_BACKEND = "openvino-int8"
 DEFAULT_BACKEND = AUTO
 CHOICES = (AUTO, *BACKENDS)
+# The backends that run wherever torch does; the others run on the CPU only (`load_runner`).
+ANY_DEVICE = ("torch", "torch-bf16")
 # The median cosine to torch float32 each backend is held to, for both encoders (tests/
 # test_backends.py; bench/embeddings.py measures the text encoder on English and Chinese text).
 # int8 keeps ~0.996 on the text encoder's layer mix and ~0.989 on the normalised last layer of
@@ -347,7 +349,7 @@ def load_runner(name_or_path: str, is_local: bool, model_id: str, pooling: str, 
         path = _made_once(home / f"{pooling}.static", lambda tmp: _distil(name_or_path, is_local, pooling, tmp))
         return StaticRunner(_tokenizer(name_or_path, is_local), path, pooling)
     tokenizer, model = _load(name_or_path, is_local)
-    if backend in ("torch", "torch-bf16"):
+    if backend in ANY_DEVICE:
         return TorchRunner(tokenizer, model, pooling, device, bf16=backend == "torch-bf16")
     if device != "cpu":
         raise ValueError(f"encoder backend {backend!r} runs on the CPU only; use torch or torch-bf16 on {device}")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from embeddings.backends import (
+    ANY_DEVICE,
     AUTO,
     DEFAULT_BACKEND,
     auto_backend,
@@ -90,10 +91,15 @@ def backend_for(c) -> str:
     return auto_backend([(*resolve_model(m), pooling) for m, pooling in models], pick_device(c.device))
 
 
-def pick_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+def pick_device(device: str = "auto", backend: str = "torch") -> str:
+    """`auto`: a GPU where there is one and the backend can use it, else the CPU. So a run fitted
+    on a CPU-only backend (the default, `auto`, picks one on a CPU) still loads and encodes as it
+    was fitted on a machine with a GPU."""
+    if device != "auto":
+        return device
+    if backend not in ANY_DEVICE:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # One loaded copy per model and device per process: featurizers of several runs (the ladder)
@@ -119,9 +125,9 @@ class _LocalModel:
         self.model_id = model_id(self.name_or_path)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
-        self.device = pick_device(device)
-        self.backend = (auto_backend([(self.name_or_path, self.is_local, self.pooling)], self.device)
+        self.backend = (auto_backend([(self.name_or_path, self.is_local, self.pooling)], pick_device(device))
                         if backend == AUTO else backend)
+        self.device = pick_device(device, self.backend)
 
 
 class HFEncoder(_LocalModel):

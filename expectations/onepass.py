@@ -7,12 +7,18 @@ its own: 115 jobs for training_samples even without the samples. Here each expec
 declares what it needs (`get_validation_dependencies`) and still judges it (`metrics_validate`,
 the same code Great Expectations runs), but the metrics in between are computed by this module:
 
-- one aggregation over the persisted table: row counts, null / set / range / length / pair
+- one aggregation over the table: row counts, null / set / range / length / pair
   counts (each with its domain's filter folded into the count), min, max, mean, distinct values,
   and the values other suites take from this table (`riders`, see references.py);
-- one grouping job when the suite checks uniqueness (the rows whose key occurs more than once);
+- one grouping per uniqueness check (the rows whose key occurs more than once);
+- all of them in one Spark job, the branches of one union (`_Plan.run`);
 - Great Expectations itself for anything else (schema metrics cost no job), and for the samples
-  of unexpected values, which only a failing expectation needs.
+  of unexpected values of a failing expectation (one job each; a failure is the exception).
+
+An expectation that `mostly` holds may pass with some unexpected values (raw's malformed
+records, empty item texts). Its sample would cost a job of its own on every run, so it takes
+its examples from the same aggregation instead: the least and the greatest unexpected value
+(bounded, whatever the count). Should it fail, Great Expectations samples it as any other.
 
 The result is an ordinary suite validation result, stored for Data Docs like a checkpoint's.
 """
@@ -41,8 +47,7 @@ from great_expectations.util import convert_to_json_serializable
 # Counts of unexpected rows computed here, by map metric: the condition a (non-null) value fails.
 _MAP_CONDITIONS: dict[str, Callable] = {}
 
-# No unexpected-value samples in the result: a passing expectation has none to show, a failing
-# one gets its sample from Great Expectations afterwards.
+# Up to 20 unexpected values per failing expectation, sampled by Great Expectations.
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
 
 
@@ -204,6 +209,30 @@ class _Plan:
         else:
             self.readers[metric.id] = reader
 
+    def examples(self, metric) -> bool:
+        """Plan the examples of a `mostly` expectation's unexpected values (its
+        `*.unexpected_values` metric): the least and the greatest, or one null where the unexpected
+        values are the nulls. False where its condition is not one computed here."""
+        from pyspark.sql import functions as F
+
+        name, domain = metric.metric_name, metric.metric_domain_kwargs
+        condition = _MAP_CONDITIONS.get(name[: -len(".unexpected_values")])
+        keep = self.domain_filter(domain)
+        if condition is None or keep is None or "column" not in domain:
+            return False
+        column = F.col(domain["column"])
+        unexpected = F.when(keep & condition(column, metric.metric_value_kwargs), column)
+        least, greatest = self.agg(F.min(unexpected)), self.agg(F.max(unexpected))
+
+        def read(row, groups):
+            values = [row[least]] if row[least] is not None else []
+            if row[greatest] is not None and row[greatest] != row[least]:
+                values.append(row[greatest])
+            return values or [None]
+
+        self.readers[metric.id] = read
+        return True
+
     @staticmethod
     def _distinct(name: str, kw: dict, i: int):
         def read(row, groups):
@@ -218,36 +247,100 @@ class _Plan:
 
         return read
 
-    def run(self) -> tuple[dict, dict]:
-        """The values of every metric planned here, and of the riders: one aggregation, one job
-        per grouping."""
+    def run(self, split: bool) -> tuple[dict, dict]:
+        """The values of every metric planned here, and of the riders, in one Spark job: the
+        aggregation and one grouping per uniqueness check, as branches of one union.
+
+        `split`: aggregates of a variable-width value (distinct-value sets, string examples) in
+        an aggregation of their own beside the others (one more scan of their few columns), so
+        that the many counts are aggregated by generated code, which Spark gives only to
+        aggregates of fixed-width values. Not for a source parsed on every scan (raw CSV)."""
         from pyspark.sql import functions as F
 
-        row = self.frame.agg(*self.columns).first() if self.columns else None
-        groups = []
+        aggregations = self._aggregations(split) if self.columns else []
+        branches = [self.frame.agg(*(self.columns[i] for i in part)) for part in aggregations]
         for keep, keys in self.groupings:
-            repeated = (
+            branches.append(
                 self.frame.where(keep).groupBy(*keys).count().where(F.col("count") > 1)
-                .agg(F.sum("count")).first()[0]
+                .agg(F.sum("count"))
             )  # fmt: skip
-            groups.append(int(repeated or 0))
+        results = _collect_as_one(branches)
+        row = [None] * len(self.columns)
+        for part, result in zip(aggregations, results, strict=False):
+            for i, value in zip(part, result, strict=True):
+                row[i] = value
+        groups = [int(r[0] or 0) for r in results[len(aggregations) :]]
         metrics = {mid: read(row, groups) for mid, read in self.readers.items()}
         return metrics, {name: row[i] for name, i in self.riders.items()}
 
+    def _aggregations(self, split: bool) -> list[list[int]]:
+        """The aggregate columns (indices) of each aggregation: one, or fixed-width and other."""
+        everything = list(range(len(self.columns)))
+        if not split:
+            return [everything]
+        types = [f.dataType for f in self.frame.agg(*self.columns).schema.fields]
+        fixed = [i for i in everything if _fixed_width(types[i])]
+        other = [i for i in everything if not _fixed_width(types[i])]
+        return [part for part in (fixed, other) if part]
+
+
+def _fixed_width(data_type) -> bool:
+    from pyspark.sql import types as T
+
+    if isinstance(data_type, T.DecimalType):
+        return data_type.precision <= 18
+    fixed = (T.NumericType, T.BooleanType, T.DateType, T.TimestampType, T.TimestampNTZType)
+    return isinstance(data_type, fixed)
+
+
+def _collect_as_one(frames: list) -> list:
+    """The one row of each single-row DataFrame, computed by one Spark job (a union of them)."""
+    from pyspark.sql import functions as F
+
+    if len(frames) <= 1:
+        return [frame.first() for frame in frames]
+    packed = [frame.select(F.struct(*frame.columns).alias("v")) for frame in frames]
+    types = [frame.schema["v"].dataType for frame in packed]
+    union = None
+    for n, frame in enumerate(packed):
+        branch = frame.select(
+            F.lit(n).alias("branch"),
+            *(
+                (F.col("v") if k == n else F.lit(None).cast(t)).alias(f"b{k}")
+                for k, t in enumerate(types)
+            ),
+        )
+        union = branch if union is None else union.unionByName(branch)
+    rows = {row["branch"]: row[f"b{row['branch']}"] for row in union.collect()}
+    return [rows[n] for n in range(len(frames))]
+
 
 def validate(
-    context, validator, suite: gx.ExpectationSuite, parameters: dict, label: str, riders=None
+    context,
+    validator,
+    suite: gx.ExpectationSuite,
+    parameters: dict,
+    label: str,
+    riders=None,
+    parsed_on_scan: bool = False,
 ):
     """Validate `suite` on the validator's batch in one pass; store the result and return it with
     the values of `riders` (name -> aggregate Column, computed in the same aggregation; None when
-    the pass fell back to Great Expectations' own path)."""
+    the pass fell back to Great Expectations' own path).
+
+    `parsed_on_scan`: a batch that Spark parses from text on every scan (raw CSV). Its pass is
+    one aggregation, a single scan; it is persisted before anything scans it a second time (a
+    sample of a failing expectation, Great Expectations' own path), since Spark reads its
+    corrupt-record column alone only from a cache.
+    """
     engine = validator.execution_engine
     runtime = {"result_format": copy.deepcopy(RESULT_FORMAT)}
     configs = validator.process_expectations_for_validation(
         suite.expectation_configurations, parameters
     )
-    plan = _Plan(engine, validator.active_batch.data.dataframe)
-    planned, results = [], {}
+    frame = validator.active_batch.data.dataframe
+    plan = _Plan(engine, frame)
+    planned, results, examples = [], {}, {}
     for n, config in enumerate(configs):
         config = copy.deepcopy(config)
         config.kwargs["batch_id"] = validator.active_batch_id
@@ -257,35 +350,68 @@ def validate(
                 execution_engine=engine, runtime_configuration=copy.deepcopy(runtime)
             )
             for metric in deps.get_metric_configurations():
-                if metric.id not in plan.readers and metric.id not in plan.later:
-                    if metric.metric_name.endswith(".unexpected_values"):
-                        plan.later[metric.id] = metric  # only if something is unexpected
-                    else:
-                        plan.add(metric)
+                if metric.id in plan.readers or metric.id in plan.later:
+                    continue
+                if not metric.metric_name.endswith(".unexpected_values"):
+                    plan.add(metric)
+                elif _mostly(expectation) and plan.examples(metric):
+                    examples[metric.id] = metric
+                else:
+                    plan.later[metric.id] = metric  # sampled only if something is unexpected
             planned.append((n, config, expectation, deps))
         except Exception:  # noqa: BLE001  # GX's own path reports it as an expectation error
             results[n] = None
     for name, column in (riders or {}).items():
         plan.riders[name] = plan.agg(column)
     try:
-        metrics, ridden = plan.run()
+        metrics, ridden = plan.run(split=not parsed_on_scan)
     except Exception:  # noqa: BLE001  # a metric Spark cannot compute here: GX's own path
         results = dict.fromkeys(range(len(configs)))
-        planned, metrics, ridden = [], {}, None
-    samples = {}
-    for metric_id, metric in plan.later.items():
-        if metric.metric_name.endswith(".unexpected_values"):
-            count_id = _count_id(metric, planned)
-            if count_id in metrics and not metrics[count_id]:
-                metrics[metric_id] = []
-                continue
-        samples[metric_id] = metric
-    if samples:
-        computed, _ = validator.compute_metrics(
-            list(samples.values()), runtime_configuration=copy.deepcopy(runtime)
-        )
-        metrics.update(computed)
-    for n, config, expectation, _ in planned:
+        planned, metrics, ridden, examples = [], {}, None, {}
+    for metric_id, metric in [*plan.later.items(), *examples.items()]:
+        count_id = _count_id(metric, planned)
+        if count_id in metrics and not metrics[count_id]:
+            metrics[metric_id] = []  # nothing unexpected: no sample, no examples
+    cached = _Cache(frame if parsed_on_scan else None)
+    try:
+        sample = {mid: m for mid, m in plan.later.items() if mid not in metrics}
+        if sample:
+            metrics.update(cached.sample(validator, sample, runtime))
+        _judge(planned, metrics, engine, runtime, results)
+        # A `mostly` expectation that failed: its examples give way to a sample.
+        failing = {n for n, r in results.items() if r is not None and not r.success}
+        resample = {
+            m.id: m
+            for n, _, _, deps in planned
+            if n in failing
+            for m in deps.get_metric_configurations()
+            if m.id in examples and metrics.get(m.id)
+        }
+        if resample:
+            metrics.update(cached.sample(validator, resample, runtime))
+            _judge([p for p in planned if p[0] in failing], metrics, engine, runtime, results)
+        failed = [configs[n] for n, r in results.items() if r is None]
+        if failed:
+            cached.persist()
+        fallback = iter(validator.graph_validate(failed, copy.deepcopy(runtime)) if failed else [])
+        ordered = [
+            results[n] if results.get(n) is not None else next(fallback)
+            for n in range(len(configs))
+        ]
+    finally:
+        cached.release()
+    return _store(context, validator, suite, ordered, label), ridden
+
+
+def _mostly(expectation) -> bool:
+    """Whether the expectation may pass with some unexpected values."""
+    mostly = getattr(expectation, "mostly", None)
+    return mostly is not None and mostly < 1
+
+
+def _judge(planned, metrics: dict, engine, runtime: dict, results: dict) -> None:
+    """Each planned expectation judged on the metrics (None where it raised: GX's own path)."""
+    for n, _, expectation, _ in planned:
         try:
             results[n] = expectation.metrics_validate(
                 metrics=metrics,
@@ -294,12 +420,30 @@ def validate(
             )
         except Exception:  # noqa: BLE001
             results[n] = None
-    failed = [configs[n] for n, r in results.items() if r is None]
-    fallback = iter(validator.graph_validate(failed, copy.deepcopy(runtime)) if failed else [])
-    ordered = [
-        results[n] if results.get(n) is not None else next(fallback) for n in range(len(configs))
-    ]
-    return _store(context, validator, suite, ordered, label), ridden
+
+
+class _Cache:
+    """The batch persisted on the first scan after the one pass, if asked to (`frame` not None)."""
+
+    def __init__(self, frame):
+        self.frame, self.persisted = frame, False
+
+    def persist(self) -> None:
+        if self.frame is not None and not self.persisted:
+            self.frame.persist()
+            self.persisted = True
+
+    def sample(self, validator, metrics: dict, runtime: dict) -> dict:
+        """Great Expectations' samples of unexpected values (one Spark job per metric)."""
+        self.persist()
+        computed, _ = validator.compute_metrics(
+            list(metrics.values()), runtime_configuration=copy.deepcopy(runtime)
+        )
+        return computed
+
+    def release(self) -> None:
+        if self.persisted:
+            self.frame.unpersist()
 
 
 def _count_id(sample, planned):

@@ -31,9 +31,6 @@ class References:
     def columns(self, model: str) -> list[str]:
         return self.sources.frame(model).columns
 
-    def row_count(self, model: str) -> int:
-        return self.sources.frame(model).count()
-
     # -- riding along with a suite's own aggregation ------------------------------------------------
 
     def riders(self, table: str, columns: list[str]) -> dict:

@@ -40,7 +40,7 @@ def validate(settings: Settings) -> dict:
         "suites": {},
     }
     rows: list[report.Row] = []
-    with _one_job_per_limit(spark):
+    with _validation_settings(spark):
         _run_suites(settings, context, sources, summary, rows)
     summary["data_docs"] = str(report.build_data_docs(context, docs_dir))
     summary["success"] = all(s["success"] for s in summary["suites"].values())
@@ -70,15 +70,19 @@ def _run_suites(settings: Settings, context, sources: Sources, summary: dict, ro
 
 
 @contextmanager
-def _one_job_per_limit(spark):
-    """GX samples each expectation's unexpected values with a LIMIT query, which Spark runs as
-    one job over 1 partition, then 4, 16, ... until it has enough rows; a passing expectation
-    finds none, so every sample would cost up to log4(partitions) + 1 jobs. Scan all at once."""
+def _validation_settings(spark):
+    """Spark settings for the run, restored afterwards."""
     settings = {
+        # GX samples a failing expectation's unexpected values with a LIMIT query, which Spark
+        # runs as one job over 1 partition, then 4, 16, ... until it has enough rows: scan all
+        # partitions at once instead.
         "spark.sql.limit.initialNumPartitions": str(2**30),
-        # Adaptive execution runs each shuffle stage as a job of its own; a table's grouping
-        # (uniqueness) is one job without it.
+        # Adaptive execution runs each shuffle stage as a job of its own; a table's pass (its
+        # aggregation and uniqueness groupings) is one job without it.
         "spark.sql.adaptive.enabled": "false",
+        # A table's aggregation has hundreds of aggregates; Spark generates code for it only up
+        # to this many fields (default 100), and interprets it beyond, about twice as slowly.
+        "spark.sql.codegen.maxFields": "100000",
     }
     saved = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
@@ -95,7 +99,7 @@ def _one_job_per_limit(spark):
 
 def _run(context, name, suite, suite_params, batches, rows, refs: References) -> dict:
     """Validate every batch of one suite (a table is one batch; raw input one per file layout),
-    each in one pass over its persisted DataFrame (`onepass`), which also computes the values
+    each in one pass over its DataFrame (`onepass`), which also computes the values
     later suites take from this table."""
     suite = context.suites.add(suite)
     entries, success = [], True
@@ -105,7 +109,7 @@ def _run(context, name, suite, suite_params, batches, rows, refs: References) ->
         )
         riders = refs.riders(name, batch.parameters["dataframe"].columns)
         result, ridden = onepass.validate(
-            context, validator, suite, suite_params, batch.label, riders
+            context, validator, suite, suite_params, batch.label, riders, batch.parsed_on_scan
         )
         refs.take(name, ridden if riders else None, last_batch=n == len(batches) - 1)
         success = success and bool(result.success)

@@ -7,21 +7,21 @@ cluster target: `$CTR_LOCATION_ROOT/<schema>.db/<model>` (e.g. hdfs://...) and t
 
 Each table (each group of raw files) is read once per run; every suite and every reference value
 then works on that one DataFrame, handed to GX as a batch of the `warehouse` (`raw`) dataframe
-datasource, until `release` drops it. A warehouse table is not persisted: a suite scans it once
+datasource, until `release` drops it. Nothing is persisted up front: a suite scans a table once
 for its aggregation (`onepass`) and once more for a uniqueness grouping, and each scan reads only
-the columns it needs from ORC, which costs less than caching every column first. Raw CSV is
-persisted: Spark answers a query on its corrupt-record column alone (the samples of malformed
-records) only from a cached parse.
+the columns it needs from ORC, which costs less than caching every column first; raw CSV is parsed
+once, by its aggregation. Raw CSV is persisted only before a second scan (the sample of a failing
+expectation): Spark answers a query on its corrupt-record column alone only from a cached parse.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2ctr.profile import local_spark_settings
 from m2ctr.schema import LOG_TIME_FORMATS, RAW_COLUMNS, RAW_CSV_OPTIONS
 
 # Spark's CSV reader puts a record whose field count differs from the schema here.
@@ -42,10 +42,39 @@ class Batch:
     label: str
     definition: Any
     parameters: dict
+    # Parsed from text on every scan, persisted before a second one (raw CSV: see the module's
+    # docstring).
+    parsed_on_scan: bool = False
+
+
+# The build's settings (profiles.yml, local target) that decide how the same files are read:
+# small tasks for the raw CSV, each file read whole by one task; table folders listed on the
+# driver rather than by a Spark job per table; the driver's memory; times in UTC, unparseable
+# ones null; no Spark UI or stage bars (the suite bar is the progress report).
+BUILD_SETTINGS = (
+    "spark.sql.files.maxPartitionBytes",
+    "spark.sql.sources.parallelPartitionDiscovery.threshold",
+    "spark.driver.memory",
+    "spark.sql.session.timeZone",
+    "spark.sql.legacy.timeParserPolicy",
+    "spark.ui.enabled",
+    "spark.ui.showConsoleProgress",
+)
+
+
+def session_settings() -> dict[str, str]:
+    """The settings of a local validation session: the build's (`BUILD_SETTINGS`, read from the
+    local profile with its CTR_* overrides) and the validation's own."""
+    return {
+        **local_spark_settings(BUILD_SETTINGS),
+        # The uniqueness groupings are small; the build sizes its shuffles for joins.
+        "spark.sql.shuffle.partitions": "8",
+    }
 
 
 def spark_session(settings=None):
-    """The active SparkSession if there is one (tests, notebooks, spark-submit), else a local one.
+    """The active SparkSession if there is one (tests, notebooks, spark-submit), else a local one
+    with `session_settings()`.
 
     A local one opens the build's metastore (`<warehouse>/metastore_db`, as profiles.yml does)
     when there is one: only it knows the columns of a table without rows, which has no files.
@@ -55,22 +84,9 @@ def spark_session(settings=None):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    builder = (
-        SparkSession.builder.appName("m2ctr-expectations")
-        .config("spark.ui.enabled", "false")
-        # The suite bar is the progress report; Spark's stage bars would garble the table.
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "8")
-        # As for the build (profiles.yml): small tasks for the raw CSV, each read whole by one
-        # task, and table folders listed on the driver rather than by a Spark job per table.
-        .config("spark.sql.files.maxPartitionBytes", "32m")
-        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
-        # Raw CSV is held in memory (spilling to disk) while its suite runs; the size is the build's.
-        .config("spark.driver.memory", os.environ.get("CTR_SPARK_DRIVER_MEMORY", "4g"))
-        # Times are read as the build reads them (profiles.yml): UTC, unparseable -> null.
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
-    )
+    builder = SparkSession.builder.appName("m2ctr-expectations")
+    for key, value in session_settings().items():
+        builder = builder.config(key, value)
     home = Path(settings.warehouse_dir).resolve() if settings is not None else None
     if home is not None and settings.target == "local" and (home / "metastore_db").is_dir():
         builder = (
@@ -122,7 +138,9 @@ class Sources:
             if label not in self._assets:
                 asset = source.add_dataframe_asset(label)
                 self._assets[label] = asset.add_batch_definition_whole_dataframe(label)
-            batches.append(Batch(label, self._assets[label], {"dataframe": frame}))
+            batches.append(
+                Batch(label, self._assets[label], {"dataframe": frame}, parsed_on_scan=name == RAW)
+            )
         return batches
 
     def frame(self, model: str):
@@ -141,19 +159,15 @@ class Sources:
         return set(self._frames)
 
     def release(self, names) -> None:
-        """Drop the named tables, unpersisted (a later call reads them again)."""
+        """Drop the named tables (a later call reads them again)."""
         for name in list(names):
-            for _, frame in self._frames.pop(name, []):
-                frame.unpersist()
+            self._frames.pop(name, None)
 
     # -- reading ------------------------------------------------------------------------------------
 
     def _load(self, name: str) -> list[tuple[str, Any]]:
         if name not in self._frames:
-            frames = self._read(name)
-            self._frames[name] = (
-                [(label, frame.persist()) for label, frame in frames] if name == RAW else frames
-            )
+            self._frames[name] = self._read(name)
         return self._frames[name]
 
     def _read(self, name: str) -> list[tuple[str, Any]]:

@@ -15,8 +15,10 @@ columns of the table being validated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import great_expectations as gx
@@ -273,7 +275,6 @@ class References(Protocol):
     """What a builder may ask of the run beside its settings; each raises `TableMissing`."""
 
     def columns(self, model: str) -> list[str]: ...
-    def row_count(self, model: str) -> int: ...
     def raw_date_range(self) -> dict: ...
     def staged(self) -> dict: ...
 
@@ -306,14 +307,18 @@ def _build_stg_impressions(name: str, settings: Settings, refs: References) -> B
 
 
 def _build_quarantine_impressions(name: str, settings: Settings, refs: References) -> Built:
-    # The share of all rejected records together, beside the raw suite's per-defect shares.
+    # The share of all rejected records together, beside the raw suite's per-defect shares:
+    # q <= rate * (staged + q)  <=>  q <= rate * staged / (1 - rate), a bound from the staged
+    # count alone (known before this table is read).
     try:
         staged = refs.staged()["stg_impressions_row_count"]
     except TableMissing:
         return quarantine_impressions_suite(with_share=False), {}
-    total = staged + refs.row_count(name)
+    rate = Fraction(str(settings.max_malformed_rate))  # exact: the bound is an integer
+    if rate >= 1:
+        return quarantine_impressions_suite(with_share=False), {}
     return quarantine_impressions_suite(with_share=True), {
-        "max_quarantined_rows": int(settings.max_malformed_rate * total)
+        "max_quarantined_rows": math.floor(rate * staged / (1 - rate))
     }
 
 

@@ -16,25 +16,32 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-INSTALLED_AT = "share/m2ctr/dbt_project.yml"  # the wheel's data file (pyproject.toml, data-files)
+SHARED_DIR = "share/m2ctr"  # where a wheel carries its data files (pyproject.toml, data-files)
 
 
-def find_dbt_project() -> Path:
-    """warehouse/dbt_project.yml of a source checkout, else the copy installed with the package."""
-    checkout = Path(__file__).resolve().parents[1] / "warehouse" / "dbt_project.yml"
+def find_shipped(name: str) -> Path:
+    """A data file of the project (`name`, relative to the checkout's root): the checkout's, else
+    the copy an installed wheel carries under share/m2ctr/ (by its file name)."""
+    checkout = Path(__file__).resolve().parents[1] / name
     if checkout.is_file():
         return checkout
+    installed_at = f"{SHARED_DIR}/{Path(name).name}"
     try:
         dist = metadata.distribution("m2ctr")
     except metadata.PackageNotFoundError:
         dist = None
     for f in (dist.files or []) if dist else []:
-        if f.as_posix().endswith(INSTALLED_AT):
+        if f.as_posix().endswith(installed_at):
             path = Path(dist.locate_file(f)).resolve()
             if path.is_file():
                 return path
-    raise ImportError(f"m2ctr.schema: neither {checkout} nor an installed {INSTALLED_AT} is there; "
+    raise ImportError(f"m2ctr: neither {checkout} nor an installed {installed_at} is there; "
                       "reinstall the m2ctr package")
+
+
+def find_dbt_project() -> Path:
+    """warehouse/dbt_project.yml of a source checkout, else the copy installed with the package."""
+    return find_shipped("warehouse/dbt_project.yml")
 
 
 DBT_PROJECT = find_dbt_project()

@@ -140,6 +140,18 @@ def test_unknown_backend_is_a_clear_error():
         HFEncoder(device="cpu", backend="tensorrt")
 
 
+def test_a_cpu_only_backend_stays_on_the_cpu_where_there_is_a_gpu(monkeypatch):
+    # A run fitted with openvino-int8 (what `auto` picks on a CPU) and loaded on a machine with a
+    # GPU must still encode as it was fitted, not fail asking for int8 on cuda.
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert HFEncoder(backend="openvino-int8").device == "cpu"
+    assert SentenceEncoder(backend="static").device == "cpu"
+    assert HFEncoder(backend="torch").device == "cuda"
+    assert HFEncoder(device="cuda", backend="torch-bf16").device == "cuda"
+
+
 def _fast_extra_installed() -> bool:
     import importlib.util
 

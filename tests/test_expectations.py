@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from expectations import SUITE_NAMES
 from expectations.__main__ import main
 from m2ctr.schema import RAW_REQUIRED
 
@@ -368,11 +370,13 @@ def _observed(summary: dict, suite: str, expectation: str) -> str:
     return entry["observed"]
 
 
-def _validate_build(raw: Path, warehouse: Path, schema: str, monkeypatch, report: Path):
+def _validate_build(
+    raw: Path, warehouse: Path, schema: str, monkeypatch, report: Path, *args: str
+) -> tuple[int, dict]:
     monkeypatch.setenv("CTR_RAW_PATH", str(raw))
     monkeypatch.setenv("CTR_WAREHOUSE_DIR", str(warehouse))
     monkeypatch.setenv("CTR_SCHEMA", schema)
-    code = main(["validate", "--report-dir", str(report)])
+    code = main(["validate", "--report-dir", str(report), *args])
     return code, json.loads((report / "summary.json").read_text())
 
 
@@ -417,6 +421,30 @@ def test_malformed_day_folders_are_quarantined_and_pass(
     assert _observed(summary, "raw", count) == str(manifest["records"])
     assert _observed(summary, "quarantine_impressions", count) == str(bad)
     assert _observed(summary, "stg_impressions", count) == str(manifest["clean"])
+    # Passing with some malformed records: counted exactly, with examples of them.
+    kinds = manifest["bad"]["by_kind"]
+    corrupt = _observed(summary, "raw", "expect_column_values_to_be_null(_corrupt_record)")
+    assert corrupt.startswith(f"{kinds['too_few_fields'] + kinds['too_many_fields']} unexpected")
+    assert " e.g. " in corrupt
+
+
+@spark_test
+def test_each_suite_costs_at_most_three_spark_jobs(
+    spark, malformed_days, spark_warehouse_dir, monkeypatch, tmp_path
+):
+    """One pass per table: its aggregation, a uniqueness grouping, the reference values it needs
+    from another table (validated alone), even where `mostly` lets unexpected values pass."""
+    raw, _, schema = malformed_days
+    tracker = spark.sparkContext.statusTracker()
+    jobs = {}
+    for name in SUITE_NAMES:
+        before = max(tracker.getJobIdsForGroup(None), default=-1)
+        code, _ = _validate_build(
+            raw, spark_warehouse_dir, schema, monkeypatch, tmp_path / name, "--suite", name
+        )
+        assert code == 0
+        jobs[name] = max(tracker.getJobIdsForGroup(None), default=-1) - before
+    assert max(jobs.values()) <= 3, jobs
 
 
 @spark_test
@@ -440,7 +468,6 @@ def test_table_deleted_after_the_build_fails_naming_it(
 
 
 def test_every_suite_has_a_builder_in_run_order():
-    from expectations import SUITE_NAMES
     from expectations.suites import SUITES
 
     assert list(SUITES) == SUITE_NAMES
@@ -548,3 +575,24 @@ def test_raw_file_without_a_required_column_fails(spark, monkeypatch, tmp_path):
     code, summary = _validate_raw(raw, monkeypatch, tmp_path)
     assert code == 1
     assert ("raw", "expect_table_columns_to_match_set") in failing(summary)
+
+
+@pytest.mark.slow  # starts a Spark session of its own (~15 s)
+def test_a_new_session_reads_files_and_times_as_the_build(tmp_path):
+    """A validation run outside a Spark application starts its session with the local profile's
+    settings (profiles.yml), CTR_* overrides included."""
+    from expectations.sources import BUILD_SETTINGS
+    from m2ctr.profile import local_spark_settings
+
+    probe = (
+        "import json; from expectations.settings import Settings; "
+        "from expectations.sources import BUILD_SETTINGS, spark_session; "
+        f"spark = spark_session(Settings(warehouse_dir={str(tmp_path)!r})); "
+        "print(json.dumps({k: spark.conf.get(k) for k in BUILD_SETTINGS})); spark.stop()"
+    )
+    env = {**os.environ, "CTR_SPARK_DRIVER_MEMORY": "1200m"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()[-1]
+    expected = {**local_spark_settings(BUILD_SETTINGS), "spark.driver.memory": "1200m"}
+    assert json.loads(out) == expected

@@ -93,10 +93,11 @@ def test_feature_families_partition_the_history_features():
 
 @pytest.mark.slow  # builds and installs a wheel (~20 s)
 def test_schema_reads_the_dbt_vars_from_an_installed_wheel(tmp_path):
-    """Installed from a wheel, outside any checkout, the package still finds the dbt vars."""
+    """Installed from a wheel, outside any checkout, the package still finds the dbt vars and the
+    profile."""
     # built from a copy of the sources: the build leaves build/ beside them
     src = tmp_path / "src"
-    for name in ("pyproject.toml", "README.md", "warehouse/dbt_project.yml"):
+    for name in ("pyproject.toml", "README.md", "warehouse/dbt_project.yml", "profiles.yml"):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
     for package in PACKAGES:
@@ -111,8 +112,53 @@ def test_schema_reads_the_dbt_vars_from_an_installed_wheel(tmp_path):
     # (torchrun, the service) would no longer import it.
     prefix = site = tmp_path / "prefix"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = "from m2ctr import schema; print(schema.DBT_PROJECT); print(schema.SCENES)"
+    probe = ("from m2ctr import schema, profile; print(schema.DBT_PROJECT); print(schema.SCENES); "
+             "print(profile.find_profile()); "
+             "print(profile.local_spark_settings(['spark.sql.session.timeZone']))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout.splitlines()
     assert Path(out[0]).is_relative_to(prefix) and not Path(out[0]).is_relative_to(ROOT)
     assert out[1] == str(schema.SCENES)
+    assert Path(out[2]).is_relative_to(prefix) and not Path(out[2]).is_relative_to(ROOT)
+    assert out[3] == "{'spark.sql.session.timeZone': 'UTC'}"
+
+
+def _local_parameters() -> dict:
+    profile = yaml.safe_load((ROOT / "profiles.yml").read_text())
+    return profile["m2ctr"]["outputs"]["local"]["server_side_parameters"]
+
+
+def test_local_spark_settings_render_the_profile(tmp_path, monkeypatch):
+    """As dbt renders them: env_var with its default, or the variable when it is set."""
+    from m2ctr.profile import local_spark_settings
+
+    written = tmp_path / "profiles.yml"
+    written.write_text(yaml.safe_dump({"m2ctr": {"outputs": {"local": {"server_side_parameters": {
+        "spark.driver.memory": "{{ env_var('CTR_TEST_MEMORY', '4g') }}",
+        "spark.sql.session.timeZone": "UTC",
+    }}}}}))  # fmt: skip
+    keys = ["spark.driver.memory", "spark.sql.session.timeZone"]
+    monkeypatch.delenv("CTR_TEST_MEMORY", raising=False)
+    assert local_spark_settings(keys, written) == dict(zip(keys, ["4g", "UTC"], strict=True))
+    monkeypatch.setenv("CTR_TEST_MEMORY", "3g")
+    assert local_spark_settings(keys, written)["spark.driver.memory"] == "3g"
+    with pytest.raises(KeyError, match="spark.sql.ansi.enabled"):
+        local_spark_settings(["spark.sql.ansi.enabled"], written)
+    # the project's own profile sets every setting the validation takes from the build
+    from expectations.sources import BUILD_SETTINGS
+
+    assert set(local_spark_settings(BUILD_SETTINGS)) == set(BUILD_SETTINGS)
+
+
+def test_the_build_spark_settings_are_written_in_the_profile_only():
+    """No module repeats a value of the local target's Spark settings (`"key", "value"`)."""
+    copies = [
+        f"{path.relative_to(ROOT)}: {key}"
+        for path in product_files()
+        if path.suffix == ".py"
+        for key, value in _local_parameters().items()
+        if "{{" not in str(value)
+        and re.search(rf"""['"]{re.escape(key)}['"]\s*,\s*['"]{re.escape(str(value))}['"]""",
+                      path.read_text())
+    ]
+    assert copies == []
