@@ -72,15 +72,19 @@ def _fit_once(base: FitConfig, rung: str, seed: int, run_dir: Path, split: dict,
                               out_dir=run_dir, threads=base.threads)
 
 
+def _cold_columns(test: dict, key: str) -> dict:
+    """The `<side> <bucket>` columns of a part's cold-start slices: each slice's `auc` or `n`."""
+    return {f"{side} {name}": test["cold_start"][side][name][key]
+            for side in COLD_KEYS for name in COLD_BUCKETS}
+
+
 def _slices(metrics: dict) -> dict[str, float | None]:
     """The ladder's columns of one run's metrics, flattened: test AUC overall, per scene and per
     cold-start bucket, validation AUC, and a gated model's mean test alpha per item bucket."""
     test = metrics["test"]
     out = {"auc": test["auc"]}
     out.update({f"scene {s}": v for s, v in sorted(test["per_scene_auc"].items())})
-    for side in ("user", "item"):
-        for name in COLD_BUCKETS:
-            out[f"{side} {name}"] = test["cold_start"][side][name]["auc"]
+    out.update(_cold_columns(test, "auc"))
     out["val auc"] = metrics.get("val", {}).get("auc")
     alpha = metrics.get("extras", {}).get("test", {}).get("alpha")
     if alpha:
@@ -129,11 +133,7 @@ def markdown(summary: dict, sizes: dict[str, int], seeds: list[int], table: str)
 
 
 def _sizes(test: dict) -> dict[str, int]:
-    out = {"auc": test["n"]}
-    for side in ("user", "item"):
-        for name in COLD_BUCKETS:
-            out[f"{side} {name}"] = test["cold_start"][side][name]["n"]
-    return out
+    return {"auc": test["n"], **_cold_columns(test, "n")}
 
 
 def run_ladder(base: FitConfig, rungs: list[str], n_seeds: int, out: str | None, truth: str | None) -> Path:
