@@ -34,7 +34,7 @@ class References:
     # -- riding along with a suite's own aggregation ------------------------------------------------
 
     def riders(self, table: str, columns: list[str]) -> dict:
-        """Aggregate columns (name -> Column) of the values taken from `table`, for the one-pass
+        """Aggregates (name -> Spark SQL expression) of the values taken from `table`, for the one-pass
         aggregation of one of its batches (`columns`: the batch's columns); {} if none is wanted."""
         if table in self._values or table not in (RAW, STAGED):
             return {}
@@ -78,7 +78,9 @@ class References:
         rows = []
         for frame in frames:
             try:
-                row = frame.agg(*(c.alias(n) for n, c in _aggregates(table).items())).first()
+                row = frame.selectExpr(
+                    *(f"{e} AS {n}" for n, e in _aggregates(table).items())
+                ).first()
             except AnalysisException as exc:  # a layout without log_time, a table without date
                 what = "raw input has no usable log_time" if table == RAW else STAGED_UNUSABLE
                 raise TableMissing(f"{what}: {first_line(exc)}") from exc
@@ -87,16 +89,10 @@ class References:
 
 
 def _aggregates(table: str) -> dict:
-    from pyspark.sql import functions as F
-
+    """name -> aggregate (Spark SQL) of the values taken from `table`."""
     if table == RAW:
-        day = F.to_date(F.col(LOG_TS))
-        return {"lo": F.min(day), "hi": F.max(day)}
-    return {
-        "rows": F.count(F.lit(1)),
-        "days": F.collect_set("date"),
-        "scenes": F.collect_set("scene"),
-    }
+        return {"lo": f"min(to_date(`{LOG_TS}`))", "hi": f"max(to_date(`{LOG_TS}`))"}
+    return {"rows": "count(1)", "days": "collect_set(`date`)", "scenes": "collect_set(`scene`)"}
 
 
 def _combine(table: str, rows: list[dict]) -> dict:
