@@ -46,7 +46,9 @@ scene_priors as (
 
 joined as (
 
-    select
+    -- The scene priors are a few rows per day, yet unhinted Spark plans their join as a sort-merge
+    -- join: every impression, all its columns, shuffled and sorted by (scene, date).
+    select /*+ broadcast(scene_priors) */
         impressions.*,
         {{ history_defaults('u', 'user_features') }},
         {{ history_defaults('i', 'item_features') }},
