@@ -46,9 +46,7 @@ scene_priors as (
 
 joined as (
 
-    -- The scene priors are a few rows per day, yet unhinted Spark plans their join as a sort-merge
-    -- join: every impression, all its columns, shuffled and sorted by (scene, date).
-    select /*+ broadcast(scene_priors) */
+    select
         impressions.*,
         {{ history_defaults('u', 'user_features') }},
         {{ history_defaults('i', 'item_features') }},
