@@ -46,7 +46,11 @@ scene_priors as (
 
 joined as (
 
-    select
+    -- The pair history has about a row per impression, small on disk but gigabytes as a broadcast
+    -- hash table (10M rows: 8.8M pairs), which Spark picks from the file size and every task then
+    -- reads back from disk: hash it per shuffle partition instead. The scene priors, a few rows per
+    -- day, are broadcast, so the impressions are shuffled once, for the pair history only.
+    select /*+ shuffle_hash(pair_history), broadcast(scene_priors) */
         impressions.*,
         {{ history_defaults('u', 'user_features') }},
         {{ history_defaults('i', 'item_features') }},
