@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embeddings.options import PARTS
-from trainer import train
+from trainer import prepare
 from trainer.cli import main as trainer_main
 
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     drop = dict.fromkeys(args.drop, False)
     if "vectors" in drop:
         drop["fallback"] = False  # the fallback vectors are a kind of vectors: no fallback without them
-    every_part = train.content_config
-    train.content_config = lambda cfg, uses_text: every_part(cfg, uses_text).replace(**drop)
+    every_part = prepare.content_config
+    prepare.content_config = lambda cfg, uses_text: every_part(cfg, uses_text).replace(**drop)
     fit_args = args.fit_args[1:] if args.fit_args[:1] == ["--"] else args.fit_args
     return trainer_main(["fit", "fusion", *fit_args])
 

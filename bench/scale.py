@@ -305,7 +305,7 @@ def encode_texts(argv: list[str]) -> int:
         history_bucket,
         split_days,
     )
-    from trainer.train import content_config
+    from trainer.prepare import content_config
 
     torch.set_num_threads(a.threads)
     cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(

@@ -8,7 +8,7 @@ train-only scalers and id vocabularies), the same id embedding width, experts,
 hidden units, towers, batch size, learning rate, seed, thread count, batches
 (the training set shuffled once per epoch, then sliced) and masked loss (each
 row's own scene). Each side keeps its own optimiser setup: ours the trainer's
-(`trainer.train.Optimizers`: sparse embedding gradients and SparseAdam for the
+(`trainer.loop.Optimizers`: sparse embedding gradients and SparseAdam for the
 id table, fused AdamW for the rest), torch-rechub one AdamW with default options
 over all its parameters (`--rechub-fused` gives it the fused AdamW kernel too).
 torch-rechub is fed the way its docs use it: one SparseFeature per id field and
@@ -46,8 +46,8 @@ from trainer.data import (
     ordered_batches,
     split_days,
 )
+from trainer.loop import Optimizers, masked_bce
 from trainer.models import MODELS
-from trainer.train import Optimizers, masked_bce
 
 
 def load_data(table_path: str | None, rows_per_day: int, days: int, seed: int):

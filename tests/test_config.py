@@ -10,7 +10,7 @@ from embeddings.encoder import POOLINGS
 from embeddings.options import PARTS, TextConfig, cli_options, flag_name
 from trainer.cli import build_parser, fit_config
 from trainer.config import FitConfig
-from trainer.train import content_config
+from trainer.prepare import content_config
 
 
 def fit_actions() -> dict[str, object]:

@@ -17,8 +17,8 @@ from trainer.artifacts import RunDir
 from trainer.cli import main
 from trainer.config import FitConfig
 from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, ordered_batches
+from trainer.prepare import prepare
 from trainer.scoring import load_run, score
-from trainer.train import prepare
 
 FIT = ["--epochs", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
 

@@ -11,7 +11,7 @@ the demo's test rows on items unknown to the model are such rows). Both cases oc
 so both are trained. The content side is left as it is, so the content tower and the gate learn
 to carry rows whose ids say nothing.
 
-It is applied in one place, to the batches of a training epoch (`trainer.train.epoch_batches`):
+It is applied in one place, to the batches of a training epoch (`trainer.loop.epoch_batches`):
 validation, test, `predict` and serving batches are built by `Features` alone and never pass here.
 """
 

@@ -132,7 +132,7 @@ class Fusion(nn.Module):
                               list(content_dims))
         self.gate = mlp(d_content, list(gate_dims), out=self.n_scenes)
         nn.init.constant_(self.gate[-1].bias, gate_bias)
-        # The content guard (trainer.train.content_guard): 0 when the backbone alone scored higher on
+        # The content guard (trainer.loop.content_guard): 0 when the backbone alone scored higher on
         # the validation days than the fused model. A buffer, so it is saved, loaded and exported
         # with the weights.
         self.register_buffer("content_on", torch.tensor(1.0))

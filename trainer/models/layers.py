@@ -164,7 +164,7 @@ def towers(n_scenes: int, d_in: int, dims: list[int]) -> BatchedMLP:
 
 
 class InputSpec(TypedDict):
-    """What a model's input holds, from the fitted preprocessing and content side (trainer.train)."""
+    """What a model's input holds, from the fitted preprocessing and content side (trainer.prepare)."""
 
     n_dense: int  # standardised dense columns
     id_fields: list[str]  # user_id, item_id
