@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from m2ctr.schema import COLD_BUCKETS
 from trainer import metrics as M
-from trainer.data import Table, ordered_batches
+from trainer.batches import ordered_batches
 from trainer.models.fusion import Fusion
 from trainer.scoring import load_run, own_scene_logit, split_output, to_model
+from trainer.table import Table
 
 SIDES = ("backbone", "content", "fused")
 

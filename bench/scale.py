@@ -238,7 +238,7 @@ class Size:
 
 
 def table_rows(path: Path) -> int:
-    from trainer.data import Table
+    from trainer.table import Table
 
     t = Table(path)
     return t.count_rows(t.fragments(t.days))
@@ -265,7 +265,7 @@ def count_texts(argv: list[str]) -> int:
     from embeddings.tables import key_fields, raw_keys
     from embeddings.text import TEXT_FIELDS, join_fields
     from m2ctr.schema import TEXT_COLUMNS
-    from trainer.data import Table
+    from trainer.table import Table
 
     t = Table(a.table, need_text=True)
     keys = {side: set() for side in SIDES}
@@ -297,15 +297,9 @@ def encode_texts(argv: list[str]) -> int:
     from embeddings import TextFeaturizer
     from m2ctr.schema import TEXT_COLUMNS
     from trainer.config import FitConfig
-    from trainer.data import (
-        REQUIRED_COLUMNS,
-        TEXT_FIT_COLUMNS,
-        Preprocessor,
-        Table,
-        history_bucket,
-        split_days,
-    )
     from trainer.prepare import content_config
+    from trainer.preprocessing import Preprocessor
+    from trainer.table import REQUIRED_COLUMNS, TEXT_FIT_COLUMNS, Table, history_bucket, split_days
 
     torch.set_num_threads(a.threads)
     cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(

@@ -3,17 +3,18 @@
     python bench/trainer.py [--table DIR] [--rows-per-day N] [--epochs E] [--threads T ...]
                             [--rechub-fused] [--ours-bf16]
 
-Both implementations get the same preprocessed arrays (trainer.data: time split,
-train-only scalers and id vocabularies), the same id embedding width, experts,
-hidden units, towers, batch size, learning rate, seed, thread count, batches
-(the training set shuffled once per epoch, then sliced) and masked loss (each
-row's own scene). Each side keeps its own optimiser setup: ours the trainer's
-(`trainer.loop.Optimizers`: sparse embedding gradients and SparseAdam for the
-id table, fused AdamW for the rest), torch-rechub one AdamW with default options
-over all its parameters (`--rechub-fused` gives it the fused AdamW kernel too).
-torch-rechub is fed the way its docs use it: one SparseFeature per id field and
-the dense block as one DenseFeature of the full width. Both train in float32
-unless `--ours-bf16` (the trainer's `precision="bfloat16"`: autocast matmuls).
+Both implementations get the same preprocessed arrays (trainer.table: time
+split; trainer.preprocessing: train-only scalers and id vocabularies), the same
+id embedding width, experts, hidden units, towers, batch size, learning rate,
+seed, thread count, batches (the training set shuffled once per epoch, then
+sliced) and masked loss (each row's own scene). Each side keeps its own
+optimiser setup: ours the trainer's (`trainer.loop.Optimizers`: sparse embedding
+gradients and SparseAdam for the id table, fused AdamW for the rest),
+torch-rechub one AdamW with default options over all its parameters
+(`--rechub-fused` gives it the fused AdamW kernel too). torch-rechub is fed the
+way its docs use it: one SparseFeature per id field and the dense block as one
+DenseFeature of the full width. Both train in float32 unless `--ours-bf16` (the
+trainer's `precision="bfloat16"`: autocast matmuls).
 
 The two take training steps in turn, so both see the same background load.
 Throughput counts the whole training step (batch slicing, forward, backward,
@@ -38,16 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthetic.sample_table import write_sample_table
 from trainer import metrics as M
-from trainer.data import (
-    REQUIRED_COLUMNS,
-    Features,
-    Preprocessor,
-    Table,
-    ordered_batches,
-    split_days,
-)
+from trainer.batches import Features, ordered_batches
 from trainer.loop import Optimizers, masked_bce
 from trainer.models import MODELS
+from trainer.preprocessing import Preprocessor
+from trainer.table import REQUIRED_COLUMNS, Table, split_days
 
 
 def load_data(table_path: str | None, rows_per_day: int, days: int, seed: int):

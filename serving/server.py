@@ -15,7 +15,7 @@ from pathlib import Path
 
 from m2ctr.argtypes import port, positive
 from m2ctr.warehouse import schema_name, warehouse_dir
-from trainer.data import TrainerError
+from trainer.table import TrainerError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 
 from m2ctr.schema import ITEM_FEATURES, PAIR_FEATURES, SCENES, USER_FEATURES
 from m2ctr.warehouse import ITEM_SNAPSHOT, PAIR_SNAPSHOT, USER_SNAPSHOT, schema_dir, table_path
-from trainer.data import TrainerError
+from trainer.table import TrainerError
 
 # model -> (its key columns, the training_samples columns it holds)
 SNAPSHOT_MODELS = {

@@ -13,18 +13,12 @@ from pyarrow import orc
 
 from m2ctr.schema import HISTORY_FAMILIES, HISTORY_KEYS, ZERO
 from synthetic.sample_table import write_sample_table
+from trainer.batches import Features, ordered_batches
 from trainer.cli import main
 from trainer.coldstart import ColdStartSimulation
-from trainer.data import (
-    NEW_ID,
-    REQUIRED_COLUMNS,
-    Features,
-    Preprocessor,
-    Table,
-    ordered_batches,
-    split_days,
-)
+from trainer.preprocessing import NEW_ID, Preprocessor
 from trainer.scoring import load_run, score
+from trainer.table import REQUIRED_COLUMNS, Table, split_days
 
 DAYS = 5
 

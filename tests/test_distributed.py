@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from synthetic.sample_table import write_sample_table
+from trainer.batches import shuffled_batches, training_shard
 from trainer.cli import main
-from trainer.data import Table, shuffled_batches, split_days, training_shard
+from trainer.table import Table, split_days
 
 ROOT = Path(__file__).resolve().parents[1]
 

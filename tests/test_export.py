@@ -12,10 +12,10 @@ import torch
 from synthetic.sample_table import write_sample_table
 from trainer.artifacts import ExportDir
 from trainer.cli import main
-from trainer.data import Table
 from trainer.export import OnnxModel
 from trainer.models import MODELS
 from trainer.scoring import load_run, score, to_model
+from trainer.table import Table
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from m2ctr.schema import DENSE_COLUMNS, TEXT_COLUMNS
 from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
 from trainer.artifacts import RunDir
-from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, TrainerError, split_days
 from trainer.peers import find_truth, fit_lightgbm, fit_preprocessor, oracle_metrics, read_part
+from trainer.preprocessing import Preprocessor
+from trainer.table import REQUIRED_COLUMNS, Table, TrainerError, split_days
 
 SAMPLE = {"rows_per_day": 2000, "days": 6, "seed": 3}
 

@@ -14,11 +14,13 @@ import torch
 from m2ctr.schema import ID_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer.artifacts import RunDir
+from trainer.batches import ordered_batches
 from trainer.cli import main
 from trainer.config import FitConfig
-from trainer.data import REQUIRED_COLUMNS, Preprocessor, Table, ordered_batches
 from trainer.prepare import prepare
+from trainer.preprocessing import Preprocessor
 from trainer.scoring import load_run, score
+from trainer.table import REQUIRED_COLUMNS, Table
 
 FIT = ["--epochs", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
 

@@ -25,10 +25,10 @@ from synthetic.sample_table import make_samples, write_sample_table
 from trainer import metrics as M
 from trainer.artifacts import Directory, RunDir, warehouse_record
 from trainer.cli import main
-from trainer.data import TrainerError
 from trainer.figures import roc_curve
 from trainer.models import MODELS
 from trainer.report import write_report
+from trainer.table import TrainerError
 
 TABLE = {"rows_per_day": 300, "days": 4, "seed": 0}
 FIT = ["--epochs", "2", "--threads", "1", "--device", "cpu", "--batch-size", "256", "--quiet"]

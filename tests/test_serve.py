@@ -45,8 +45,8 @@ from serving.server import bind
 from serving.snapshot import SNAPSHOT_MODELS, Snapshot
 from synthetic.sample_table import write_sample_table
 from trainer.cli import main
-from trainer.data import TrainerError
 from trainer.scoring import predict
+from trainer.table import TrainerError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from synthetic.sample_table import write_sample_table
-from trainer.data import Table
+from trainer.table import Table
 
 ENTRY_POINT = Path(__file__).resolve().parents[1] / "trainer" / "__main__.py"
 

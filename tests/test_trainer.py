@@ -21,11 +21,13 @@ from m2ctr.schema import FLAG_COLUMNS
 from synthetic.sample_table import write_sample_table
 from trainer import metrics as M
 from trainer.artifacts import RunDir
+from trainer.batches import Features, ordered_batches
 from trainer.cli import main
-from trainer.data import Features, Preprocessor, Table, ordered_batches, split_days
 from trainer.loop import fit_scene_weights, masked_bce
 from trainer.models import MODELS
 from trainer.models.layers import hyperparameters
+from trainer.preprocessing import Preprocessor
+from trainer.table import Table, split_days
 
 ROOT = Path(__file__).resolve().parents[1]
 ID_MODELS = [name for name, model in MODELS.items() if not model.uses_text]  # no content side

@@ -35,7 +35,7 @@ from pathlib import Path
 from m2ctr.atomic import atomic_path, write_text_atomic
 from m2ctr.warehouse import data_quality_path, schema_dir_of
 
-from .data import EVAL_PARTS, TrainerError
+from .table import EVAL_PARTS, TrainerError
 
 CONFIG_FORMAT = 2
 

@@ -19,8 +19,8 @@ from serving.server import add_serve_arguments, run_serve
 
 from .calibration import CHOICES as CALIBRATIONS
 from .config import FULL_FIT, REFRESH, FitConfig, default
-from .data import TrainerError
 from .models import MODELS
+from .table import TrainerError
 
 
 def _hparam(text: str) -> tuple[str, object]:

@@ -1,15 +1,15 @@
 """Cold-start simulation: training rows shown as if their user or item were new.
 
 DropoutNet (Volkovs et al., NeurIPS 2017): with probability `p_user` (`p_item`), independently per
-training row and side, the row's id takes the new-id row (`trainer.data.NEW_ID`). Of those rows, a
-share `mask_history` also shows the side without any history: its point-in-time cold signal says
-"no history" and the side's history features (and the pair's, which a new user or item cannot
+training row and side, the row's id takes the new-id row (`trainer.preprocessing.NEW_ID`). Of those
+rows, a share `mask_history` also shows the side without any history: its point-in-time cold signal
+says "no history" and the side's history features (and the pair's, which a new user or item cannot
 have) take the values a row without history has in its scene, as on an item's first day. The rest
-keep their history and cold signal, as a test row of an item first seen after the training days
-has them: an id the model cannot know that already has a few days of history (about a third of
-the demo's test rows on items unknown to the model are such rows). Both cases occur at test time,
-so both are trained. The content side is left as it is, so the content tower and the gate learn
-to carry rows whose ids say nothing.
+keep their history and cold signal, as a test row of an item first seen after the training days has
+them: an id the model cannot know that already has a few days of history (about a third of the
+demo's test rows on items unknown to the model are such rows). Both cases occur at test time, so
+both are trained. The content side is left as it is, so the content tower and the gate learn to
+carry rows whose ids say nothing.
 
 It is applied in one place, to the batches of a training epoch (`trainer.loop.epoch_batches`):
 validation, test, `predict` and serving batches are built by `Features` alone and never pass here.
@@ -23,7 +23,7 @@ import numpy as np
 
 from m2ctr.schema import HISTORY_FAMILIES, HISTORY_KEYS, ZERO
 
-from .data import NEW_ID, Preprocessor
+from .preprocessing import NEW_ID, Preprocessor
 
 SIDES = tuple(HISTORY_KEYS)  # ("user", "item"), in the order of the id columns
 

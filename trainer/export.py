@@ -19,7 +19,7 @@ from torch import nn
 
 from . import calibration as C
 from .artifacts import ExportDir
-from .data import TrainerError
+from .table import TrainerError
 
 OPSET = 17
 
@@ -117,8 +117,8 @@ class ScoringGraph(nn.Module):
 
 def example_batch(run, rows: int = 8) -> dict[str, torch.Tensor]:
     """A batch of the run's own shape, from its training table's last day."""
-    from .data import Table
     from .scoring import to_model
+    from .table import Table
 
     table = Table(run.cfg["table"], need_text=run.features.featurizer is not None)
     batch = next(table.batches(table.days[-1:], run.features.columns, rows), None)

@@ -23,7 +23,7 @@ from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 
 from .artifacts import LadderDir, RunDir, warehouse_record
 from .config import FitConfig
-from .data import Table, split_days
+from .table import Table, split_days
 
 ORACLE = "oracle"  # the peer that scores with the generator's true click probability: one run, no seed
 

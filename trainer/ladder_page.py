@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from . import page as H
 from .artifacts import LadderDir
-from .data import SPLIT_PARTS, TrainerError
 from .ladder import RUNGS, rung_kind
+from .table import SPLIT_PARTS, TrainerError
 
 LADDER_COLUMNS = ("auc", "item zero", "user zero")  # the ladder figure's panels, when present
 PANEL_TITLES = {"auc": "overall", "item zero": "zero-history items", "user zero": "zero-history users"}

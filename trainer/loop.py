@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from . import distributed
 from . import metrics as M
+from .batches import ordered_batches, shuffled_batches, training_shard
 from .config import FitConfig
-from .data import ordered_batches, shuffled_batches, training_shard
 from .prepare import Prepared
 from .scoring import own_scene_logit, score, split_output, to_model
 

@@ -16,7 +16,8 @@ import numpy as np
 from m2ctr.schema import COLD_BUCKETS as COLD_NAMES
 from m2ctr.schema import COLD_KEYS
 
-# The per-row arrays `evaluate` reads beside the predictions (`trainer.data.Preprocessor.transform`).
+# The per-row arrays `evaluate` reads beside the predictions
+# (`trainer.preprocessing.Preprocessor.transform`).
 ROW_KEYS = ("label", "scene", *COLD_KEYS.values(), "user_key")
 
 

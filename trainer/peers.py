@@ -37,7 +37,8 @@ from m2ctr.warehouse import schema_dir_of
 from . import calibration as C
 from . import metrics as M
 from .artifacts import RunDir, warehouse_record
-from .data import EVAL_PARTS, REQUIRED_COLUMNS, SPLIT_PARTS, Preprocessor, Table, TrainerError
+from .preprocessing import Preprocessor
+from .table import EVAL_PARTS, REQUIRED_COLUMNS, SPLIT_PARTS, Table, TrainerError
 
 # each side's text as the featurizer, the token vocabulary and the text components build it
 SIDE_TEXTS = {"user": user_texts, "item": item_texts}

@@ -19,21 +19,21 @@ from embeddings.options import TextConfig
 from m2ctr.schema import ID_COLUMNS
 
 from . import distributed
+from .batches import Features
 from .coldstart import ColdStartSimulation
 from .config import FitConfig
-from .data import (
+from .models import MODELS
+from .models.layers import Inputs, check_hyperparameters
+from .preprocessing import Preprocessor
+from .scoring import Run, load_run, resolve_device
+from .table import (
     REQUIRED_COLUMNS,
     TEXT_FIT_COLUMNS,
-    Features,
-    Preprocessor,
     Table,
     TrainerError,
     history_bucket,
     split_days,
 )
-from .models import MODELS
-from .models.layers import Inputs, check_hyperparameters
-from .scoring import Run, load_run, resolve_device
 
 
 def seed_everything(seed: int) -> None:

@@ -23,9 +23,9 @@ from m2ctr.schema import COLD_BUCKETS, COLD_KEYS
 from . import metrics as M
 from . import page as H
 from .artifacts import Directory, LadderDir, RunDir
-from .data import TrainerError
 from .figures import alpha_figure, cold_figure, history_figure, reliability_figure, roc_figure
 from .ladder_page import ladder_page
+from .table import TrainerError
 
 SCORE_COLUMNS = ("label", "probability", "scene", *COLD_KEYS.values())  # what the run page draws
 

@@ -21,9 +21,11 @@ from m2ctr.atomic import atomic_path
 
 from . import calibration as C
 from .artifacts import RunDir
-from .data import Features, Preprocessor, Table, TrainerError
+from .batches import Features
 from .metrics import ROW_KEYS
 from .models import MODELS
+from .preprocessing import Preprocessor
+from .table import Table, TrainerError
 
 # Per-row arrays that stay on the numpy side: the metrics group by them, the model never sees them.
 HOST_ONLY = ("user_key",)

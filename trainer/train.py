@@ -24,10 +24,10 @@ from . import calibration as C
 from . import metrics as M
 from .artifacts import RunDir, warehouse_record
 from .config import FitConfig
-from .data import EVAL_PARTS, Table, TrainerError
 from .loop import content_guard, score_days, train_loop
 from .prepare import Prepared, build, prepare
 from .scoring import load_run
+from .table import EVAL_PARTS, Table, TrainerError
 
 # ---------------------------------------------------------------------------- fit, step 3: train and write
 

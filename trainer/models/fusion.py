@@ -26,8 +26,8 @@ toward the content only where that lowers the loss. The cold buckets (zero / few
 row's own user's and item's impressions before its day, `hist_user` / `hist_item`) say how far the
 id features can be trusted; the gate reads them twice, through the content input and directly as a
 learned bias on alpha's logit per (user bucket, item bucket, scene), and as directly whether each
-id took the new-id row (an id the model cannot know, trainer.data), so "this item is new" moves
-alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
+id took the new-id row (an id the model cannot know, trainer.preprocessing), so "this item is new"
+moves alpha by itself rather than through a few of many gate inputs. Trained with the cold-start
 simulation (`cold_start`, trainer.coldstart), rows whose ids say nothing are common in training, as
 they are at test time. `forward` also returns each row's alpha for its own scene, which the
 trainer summarises by scene and cold bucket; `sides` gives the two logits and the gate's apart
@@ -57,7 +57,7 @@ from torch import nn
 from embeddings.keys import FLOAT_BLOCKS, PAIRS
 from m2ctr.schema import COLD_BUCKETS, HISTORY_KEYS
 
-from ..data import NEW_ID
+from ..preprocessing import NEW_ID
 from .layers import InputSpec, TokenPooling, chosen_hyperparameters, hyperparameters, mlp, towers
 from .mmoe import MMoE
 

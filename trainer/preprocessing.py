@@ -1,155 +1,41 @@
-"""Read `training_samples`, split it by time and stream it as model-ready batches.
+"""Fit the preprocessing on the training days, and apply it to record batches.
 
-Nothing holds the table in memory. Fitting (scalers, id vocabularies, scene index, training-day
-counts for the cold-start buckets) is one streaming pass over the training days; training reads the
-training days' files in a seeded order through a bounded shuffle buffer; evaluation and `predict`
-stream too and keep only what the metrics need (label, score, scene, user key, cold buckets).
-Everything fitted here comes from the training days only.
+`Preprocessor` holds the scalers, id vocabularies, scene index and training-day counts (for the
+cold-start buckets), fitted in one streaming pass over the training days and from them only;
+`transform` turns a record batch of any day into the model's numpy arrays. A daily refresh
+`extend`s it with the days since. It is saved in a run directory as JSON and Parquet.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from m2ctr.schema import (
     COLD_KEYS,
     DENSE_COLUMNS,
     FLAG_COLUMNS,
-    HISTORY_COUNTS,
     HISTORY_FAMILIES,
     HISTORY_KEYS,
     ID_COLUMNS,
-    KEY_COLUMNS,
     LOG_COLUMNS,
-    TEXT_COLUMNS,
     ZERO,
     cold_bucket,
 )
+
+from .table import TrainerError, as_numpy, as_strings, history_bucket, stable_hash
 
 if TYPE_CHECKING:
     from .artifacts import RunDir
 
 
-class TrainerError(Exception):
-    """A problem with the user's input; the CLI prints it as one line, no traceback."""
-
-
-REQUIRED_COLUMNS = (*KEY_COLUMNS, *DENSE_COLUMNS)
-# what the text side is fitted on: ids, texts and the point-in-time counts of the cold buckets
-TEXT_FIT_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS, *HISTORY_COUNTS.values())
 NEW_ID = 0  # the id row of a user or item without history (Preprocessor, new_ids on)
-
-
-def stable_hash(values) -> np.ndarray:
-    """uint64 hash of each string, the same in every process (Python's hash() is salted)."""
-    return pd.util.hash_array(np.asarray(values, dtype=object))
-
-
-def _numpy(col: pa.Array | pa.ChunkedArray, fill, dtype) -> np.ndarray:
-    if col.null_count:
-        col = pc.fill_null(col, fill)
-    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-
-def _strings(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(col.cast(pa.string()), "").to_numpy(zero_copy_only=False)
-
-
-def history_bucket(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
-    """The point-in-time cold-start bucket of each row's user or item: its impressions on the days
-    before the row's day, as training_samples and the serving snapshot give them."""
-    return cold_bucket(_numpy(batch.column(HISTORY_COUNTS[side]), 0, np.int64))
-
-
-# ---------------------------------------------------------------------------- table
-
-
-class Table:
-    """A hive-partitioned (`date=YYYY-MM-DD/`) ORC directory, read file by file."""
-
-    def __init__(self, path: str | os.PathLike, need_text: bool = False):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise TrainerError(
-                f"table not found: {self.path} (build the warehouse with `make features` "
-                "or pass --table DIR)"
-            )
-        part = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-        try:
-            self.dataset = ds.dataset(str(self.path), format="orc", partitioning=part)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise TrainerError(f"cannot read {self.path} as an ORC table: {e}") from None
-        if not self.dataset.files:
-            raise TrainerError(f"table {self.path} holds no ORC files")
-        names = set(self.dataset.schema.names)
-        required = (*REQUIRED_COLUMNS, *(TEXT_COLUMNS if need_text else ()))
-        missing = [c for c in required if c not in names]
-        if missing:
-            raise TrainerError(f"table {self.path} lacks required columns: {', '.join(missing)}")
-        self.files: dict[str, list[ds.Fragment]] = {}
-        for frag in self.dataset.get_fragments():
-            day = ds.get_partition_keys(frag.partition_expression).get("date")
-            if day is None:
-                raise TrainerError(f"{frag.path} is not under a date=YYYY-MM-DD/ partition")
-            self.files.setdefault(day, []).append(frag)
-        for frags in self.files.values():
-            frags.sort(key=lambda f: f.path)
-        self.days = sorted(self.files)
-
-    def fragments(self, days: Iterable[str]) -> list[ds.Fragment]:
-        """The files of `days` in a stable order (by day, then path)."""
-        return [f for day in sorted(days) for f in self.files.get(day, [])]
-
-    def read(self, fragments: Iterable[ds.Fragment], columns: Iterable[str],
-             batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
-        columns = list(dict.fromkeys([c for c in columns if c != "date"]))
-        for frag in fragments:
-            for batch in frag.to_batches(columns=columns, batch_size=batch_size):
-                if batch.num_rows:
-                    yield batch
-
-    @staticmethod
-    def count_rows(fragments: Iterable[ds.Fragment]) -> int:
-        return sum(f.count_rows() for f in fragments)
-
-    def batches(self, days: Iterable[str], columns: Iterable[str],
-                batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
-        """Record batches of the given days in a stable order (by day, then file)."""
-        yield from self.read(self.fragments(days), columns, batch_size)
-
-
-SPLIT_PARTS = ("train", "val", "test")  # a split holds the days of each part as `<part>_days`
-EVAL_PARTS = ("val", "test")  # the parts scored after training: a section of metrics.json each
-
-
-def split_days(days: list[str], val_days: int, test_days: int) -> dict[str, list[str]]:
-    """Last `test_days` days test, the `val_days` before them validation, the rest train."""
-    if val_days < 1 or test_days < 1:
-        raise TrainerError("--val-days and --test-days must be at least 1")
-    if len(days) < val_days + test_days + 1:
-        raise TrainerError(
-            f"empty split: {val_days} validation + {test_days} test days leave no training "
-            f"day; the table has {len(days)} day(s): {', '.join(days) or 'none'}"
-        )
-    n_train = len(days) - val_days - test_days
-    return {
-        "train_days": days[:n_train],
-        "val_days": days[n_train : n_train + val_days],
-        "test_days": days[n_train + val_days :],
-    }
-
-
-# ---------------------------------------------------------------------------- preprocessing
 
 
 class Preprocessor:
@@ -203,7 +89,7 @@ class Preprocessor:
             s1 += x.sum(0)
             s2 += (x * x).sum(0)
             n += batch.num_rows
-            scene_raw = _numpy(batch.column("scene"), -1, np.int64)
+            scene_raw = as_numpy(batch.column("scene"), -1, np.int64)
             for s in np.unique(scene_raw):
                 at = scene_raw == s
                 sums = empty_sum.setdefault(int(s), np.zeros(len(DENSE_COLUMNS)))
@@ -307,7 +193,7 @@ class Preprocessor:
 
     def cold(self, side: str, ids: pa.Array) -> np.ndarray:
         """Evaluation cold-start bucket (training-day count) of each id of one side."""
-        return cold_bucket(self.train_count(f"{side}_id", _strings(ids)))
+        return cold_bucket(self.train_count(f"{side}_id", as_strings(ids)))
 
     def no_history(self, scene: np.ndarray) -> np.ndarray:
         """[B, n_dense]: each row's standardised dense input had its keys no history (by scene index)."""
@@ -317,12 +203,12 @@ class Preprocessor:
         x = _dense_matrix(batch)
         x[:, self.log_mask] = np.log1p(np.maximum(x[:, self.log_mask], 0.0))
         x = (x - self.mean) / self.std
-        scene_raw = _numpy(batch.column("scene"), -1, np.int64)
+        scene_raw = as_numpy(batch.column("scene"), -1, np.int64)
         scene = self.scene_index.get_indexer(scene_raw).astype(np.int64)
         if (scene < 0).any():
             unknown = sorted(set(scene_raw[scene < 0].tolist()))
             raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
-        ids = {f: _strings(batch.column(f)) for f in ID_COLUMNS}
+        ids = {f: as_strings(batch.column(f)) for f in ID_COLUMNS}
         hist = {side: history_bucket(batch, side) for side in HISTORY_KEYS}
         train_counts = {f: self.train_count(f, ids[f]) for f in ID_COLUMNS}
         encoded = np.stack([self.encode_ids(f, ids[f]) for f in ID_COLUMNS], axis=1)
@@ -333,7 +219,7 @@ class Preprocessor:
             "ids": encoded,
             "dense": x.astype(np.float32, copy=False),
             "scene": scene,
-            "label": _numpy(batch.column("label"), 0, np.float32),
+            "label": as_numpy(batch.column("label"), 0, np.float32),
             # the model's point-in-time cold signal, and the evaluation buckets beside it
             **{HISTORY_KEYS[side]: b for side, b in hist.items()},
             **{COLD_KEYS[side]: cold_bucket(train_counts[f]) for f, side in zip(ID_COLUMNS, HISTORY_KEYS)},
@@ -379,76 +265,4 @@ def _frequent(counts: dict[str, int], min_count: int, limit: int) -> list[str]:
 
 
 def _dense_matrix(batch: pa.RecordBatch) -> np.ndarray:
-    return np.stack([_numpy(batch.column(c), 0, np.float32) for c in DENSE_COLUMNS], axis=1)
-
-
-# ---------------------------------------------------------------------------- streams
-
-
-class Features:
-    """Record batches -> model-ready numpy batches: the preprocessor, plus text indices."""
-
-    def __init__(self, prep: Preprocessor, featurizer=None):
-        self.prep, self.featurizer = prep, featurizer
-        self.columns = [*REQUIRED_COLUMNS, *(TEXT_COLUMNS if featurizer is not None else ())]
-
-    def __call__(self, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
-        arrays = self.prep.transform(batch)
-        if self.featurizer is not None:
-            cold = {side: arrays[key] for side, key in HISTORY_KEYS.items()}
-            arrays.update(self.featurizer.transform(batch, cold))
-        return arrays
-
-
-def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def training_shard(table: Table, days: list[str], seed: int, epoch: int, rank: int = 0,
-                   world: int = 1) -> list[ds.Fragment]:
-    """This rank's training files for one epoch: the files of `days` in a (seed, epoch)-determined
-    order, every world-th one from position `rank`, so ranks never share a row."""
-    frags = table.fragments(days)
-    order = np.random.default_rng([seed, epoch]).permutation(len(frags))
-    return [frags[i] for i in order][rank::world]
-
-
-def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Features, batch_size: int,
-                     buffer_rows: int, seed: int, epoch: int,
-                     repeat: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Training batches of `fragments`, read in order, rows shuffled within a buffer of
-    `buffer_rows` (memory grows with the buffer, never with the table); every row exactly once,
-    in an order fixed by (seed, epoch, repeat)."""
-    rng = np.random.default_rng([seed, epoch, repeat])
-    buffer: list[dict] = []
-    held = 0
-    carry: dict | None = None
-
-    def drain(parts: list[dict]):
-        nonlocal carry
-        block = _concat(([carry] if carry else []) + parts)
-        order = rng.permutation(len(block["label"]))
-        n_full = len(order) // batch_size * batch_size
-        for start in range(0, n_full, batch_size):
-            take = order[start : start + batch_size]
-            yield {k: v[take] for k, v in block.items()}
-        rest = order[n_full:]
-        carry = {k: v[rest] for k, v in block.items()} if len(rest) else None
-
-    for batch in table.read(fragments, features.columns):
-        buffer.append(features(batch))
-        held += batch.num_rows
-        if held >= buffer_rows:
-            yield from drain(buffer)
-            buffer, held = [], 0
-    if buffer:
-        yield from drain(buffer)
-    if carry is not None:
-        yield carry
-
-
-def ordered_batches(table: Table, days: list[str], features: Features, rank: int = 0,
-                    world: int = 1, batch_size: int = 65536) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of `days` in the table's stable order (every world-th file for rank r)."""
-    for batch in table.read(table.fragments(days)[rank::world], features.columns, batch_size):
-        yield features(batch)
+    return np.stack([as_numpy(batch.column(c), 0, np.float32) for c in DENSE_COLUMNS], axis=1)
