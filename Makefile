@@ -16,6 +16,9 @@ EXTRAS ?= dev
 export CTR_RAW_PATH ?= $(CURDIR)/data/raw
 export CTR_WAREHOUSE_DIR ?= $(CURDIR)/data/warehouse
 export HF_HUB_OFFLINE ?= 1
+# Java options of every local Spark start: they map the JVM's class-data archive that `install`
+# records (m2ctr/jvm.py), or are empty while there is none. Expanded when a recipe runs.
+export CTR_JAVA_OPTIONS ?= $(shell test -x $(PY) && $(PY) -m m2ctr.jvm options 2>/dev/null)
 export TRANSFORMERS_OFFLINE ?= 1
 
 # The demo always reads its own sample, whatever CTR_RAW_PATH says outside it.
@@ -51,6 +54,7 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m m2ctr.jvm archive
 	touch $@
 
 # Regenerated only when the requested sample differs from what is on disk; the

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2ctr.jvm import java_options
 from m2ctr.profile import local_spark_settings
 from m2ctr.schema import LOG_TIME_FORMATS, RAW_COLUMNS, RAW_CSV_OPTIONS
 
@@ -87,16 +88,15 @@ def spark_session(settings=None):
     builder = SparkSession.builder.appName("m2ctr-expectations")
     for key, value in session_settings().items():
         builder = builder.config(key, value)
+    java = [java_options()]
     home = Path(settings.warehouse_dir).resolve() if settings is not None else None
     if home is not None and settings.target == "local" and (home / "metastore_db").is_dir():
-        builder = (
-            builder.enableHiveSupport()
-            .config(
-                "spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={home}/metastore_db;create=false",
-            )
-            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={home}")
+        builder = builder.enableHiveSupport().config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={home}/metastore_db;create=false",
         )
+        java.append(f"-Dderby.system.home={home}")
+    builder = builder.config("spark.driver.extraJavaOptions", " ".join(filter(None, java)))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session

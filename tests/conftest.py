@@ -54,6 +54,8 @@ def spark(spark_warehouse_dir):
     """The in-process SparkSession (Hive catalog, Derby metastore under a temporary directory)."""
     from pyspark.sql import SparkSession
 
+    from m2ctr.jvm import java_options
+
     wh = spark_warehouse_dir
     session = (
         SparkSession.builder.master("local[2]")
@@ -66,7 +68,7 @@ def spark(spark_warehouse_dir):
             "spark.hadoop.javax.jdo.option.ConnectionURL",
             f"jdbc:derby:;databaseName={wh}/metastore_db;create=true",
         )
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={wh}")
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={wh} {java_options()}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
         .getOrCreate()
