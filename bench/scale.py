@@ -10,12 +10,14 @@ For each size N, every step a child process of its own:
   generate  python -m synthetic generate --rows N --days D --seed S --quiet into DATA/<N>/raw
             (reused when a manifest.json with the same arguments is already there)
   build     the full `dbt build`: the first run into an emptied DATA/<N>/warehouse
-  texts     unique user and item texts of the table, per side (cheap: no encoder)
+  texts     unique user and item texts of the table, per side (cheap: no encoder):
+            bench/encode_texts.py count
   encode    what `fit fusion` does before training: fit the preprocessing and the text side on the
             training days, then add the validation and test texts, every unique text through the
             two frozen encoders (--backend) into --cache-dir, with each encoder's count and
             seconds; run again when it encoded anything, to time the second run, which reads the
-            cache. Alone on any built table: bench/scale.py encode-texts TABLE --cache-dir DIR
+            cache. The step runs bench/encode_texts.py encode; alone, on any built table:
+            python bench/encode_texts.py encode TABLE --cache-dir DIR
   fusion    trainer fit fusion (reads the cache the encode step filled)
   tokens    trainer fit mmoe --tokens (content ids: no encoder), --threads T
   tokens-1t the same on one thread: what each torchrun rank gets
@@ -44,16 +46,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+ENCODE_TEXTS = ROOT / "bench" / "encode_texts.py"  # the child script of the texts and encode steps
 
 from bench.measure import Measured, run_measured
 from embeddings.backends import CHOICES, DEFAULT_BACKEND
@@ -175,8 +176,8 @@ class Size:
     def texts(self) -> Result:
         self.need_table()
         log = self.log("texts")
-        cmd = [sys.executable, Path(__file__).resolve(), "count-texts", self.table]
-        m = checked(run_measured(cmd, log, cwd=ROOT), log, "count-texts")
+        cmd = [sys.executable, ENCODE_TEXTS, "count", self.table]
+        m = checked(run_measured(cmd, log, cwd=ROOT), log, "encode_texts.py count")
         counts = last_json(log)
         note = f"{counts['user']:,} user + {counts['item']:,} item texts ({counts['distinct']:,} distinct non-empty)"
         return self.result("texts", m, note=note, extra=counts)
@@ -186,9 +187,9 @@ class Size:
         out = []
         for attempt in ("first", "again"):
             log = self.log(f"encode-{attempt}")
-            cmd = [sys.executable, Path(__file__).resolve(), "encode-texts", self.table,
+            cmd = [sys.executable, ENCODE_TEXTS, "encode", self.table,
                    "--cache-dir", self.a.cache_dir, "--threads", self.a.threads, "--backend", self.a.backend]
-            m = checked(run_measured(cmd, log, cwd=ROOT), log, "encode-texts")
+            m = checked(run_measured(cmd, log, cwd=ROOT), log, "encode_texts.py encode")
             r = last_json(log)
             r["n_encoded"] = r["encoded"]["text"] + r["encoded"]["sentence"]
             hits = r["cache_hits"]["text"] + r["cache_hits"]["sentence"]
@@ -249,96 +250,6 @@ def last_json(log: Path) -> dict:
         if line.startswith("{"):
             return json.loads(line)
     raise Failed(f"no JSON result in {log}")
-
-
-# ---------------------------------------------------------------------------- child helpers
-
-
-def count_texts(argv: list[str]) -> int:
-    """`count-texts TABLE`: unique user and item texts of every day, as the featurizer keys them."""
-    p = argparse.ArgumentParser(prog="bench/scale.py count-texts")
-    p.add_argument("table")
-    a = p.parse_args(argv)
-    import pyarrow.compute as pc
-
-    from embeddings.keys import SIDES
-    from embeddings.tables import key_fields, raw_keys
-    from embeddings.text import TEXT_FIELDS, join_fields
-    from m2ctr.schema import TEXT_COLUMNS
-    from trainer.table import Table
-
-    t = Table(a.table, need_text=True)
-    keys = {side: set() for side in SIDES}
-    for batch in t.batches(t.days, TEXT_COLUMNS):
-        for side in SIDES:
-            keys[side].update(pc.unique(raw_keys(batch, TEXT_FIELDS[side])).to_pylist())
-    # what the encoders see: the joined text, empty texts skipped, both sides in one set
-    distinct = {join_fields(key_fields(k)) for side in SIDES for k in keys[side]} - {""}
-    print(json.dumps({"user": len(keys["user"]), "item": len(keys["item"]), "distinct": len(distinct),
-                      "rows": t.count_rows(t.fragments(t.days))}))
-    return 0
-
-
-def encode_texts(argv: list[str]) -> int:
-    """`encode-texts TABLE --cache-dir DIR [--backend B] [--threads T]`: the text side of `fit
-    fusion`, timed on its own. Every unique text of every day goes through the text encoder, and
-    the texts of rows whose user or item has zero or few impressions before the row's day through
-    the sentence encoder, as a fit does; prints each encoder's count and seconds (models loaded,
-    exported or quantised before the clock starts), then one JSON line."""
-    p = argparse.ArgumentParser(prog="bench/scale.py encode-texts")
-    p.add_argument("table")
-    p.add_argument("--cache-dir", required=True, help="text vector cache (an empty one times every encode)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=CHOICES,
-                   help="encoder backend (default %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="torch / runtime threads (default %(default)s)")
-    a = p.parse_args(argv)
-    import torch
-
-    from embeddings import TextFeaturizer
-    from m2ctr.schema import TEXT_COLUMNS
-    from trainer.config import FitConfig
-    from trainer.prepare import content_config
-    from trainer.preprocessing import Preprocessor
-    from trainer.table import REQUIRED_COLUMNS, TEXT_FIT_COLUMNS, Table, history_bucket, split_days
-
-    torch.set_num_threads(a.threads)
-    cfg = FitConfig(model="fusion", table=a.table, threads=a.threads).with_content(
-        cache_dir=a.cache_dir, encoder_backend=a.backend)
-    t0 = time.perf_counter()
-    table = Table(cfg.table, need_text=True)
-    split = split_days(table.days, cfg.val_days, cfg.test_days)
-    Preprocessor.fit(table.batches(split["train_days"], REQUIRED_COLUMNS), min_count=cfg.min_count,
-                     max_vocab=cfg.max_vocab, hash_buckets=cfg.hash_buckets)
-    f = TextFeaturizer(content_config(cfg, uses_text=True))
-    encoders = {"text": f.vectors.encoder, "sentence": f.fallback.encoder}
-    for cached in encoders.values():
-        cached.encoder.encode(["load the model"])  # load, export or quantise outside the timing
-    t1 = time.perf_counter()
-    f.fit(table.batches(split["train_days"], TEXT_FIT_COLUMNS), lambda side, batch: history_bucket(batch, side))
-    t2 = time.perf_counter()
-    for batch in table.batches(split["val_days"] + split["test_days"], TEXT_COLUMNS):
-        f.transform(batch)  # texts first seen on validation and test days are encoded here
-    t3 = time.perf_counter()
-    for name, cached in encoders.items():
-        rate = cached.n_encoded / cached.encode_s if cached.encode_s else 0.0
-        print(f"{name} encoder: {cached.n_encoded:,} texts in {cached.encode_s:,.1f} s ({rate:,.0f} texts/s), "
-              f"{cached.n_cache_hits:,} from the cache", file=sys.stderr)
-    print(f"backend {f.cfg.encoder_backend}, {a.threads} thread(s); encoding "
-          f"{sum(c.encode_s for c in encoders.values()) / 60:.1f} min in all; load average "
-          f"{os.getloadavg()[0]:.2f} (1 min) at the end", file=sys.stderr)
-    print(json.dumps({
-        "backend": f.cfg.encoder_backend,
-        "unique": f.n_unique(),
-        "encoded": {name: c.n_encoded for name, c in encoders.items()},
-        "encode_s": {name: c.encode_s for name, c in encoders.items()},
-        "cache_hits": {name: c.n_cache_hits for name, c in encoders.items()},
-        "preprocess_s": t1 - t0, "fit_text_s": t2 - t1, "eval_texts_s": t3 - t2,
-        "text_side_s": t3 - t1, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
-    return 0
-
-
-HELPERS = {"count-texts": count_texts, "encode-texts": encode_texts}
 
 
 # ---------------------------------------------------------------------------- table and main
@@ -410,10 +321,7 @@ def summary(path: Path, nproc: int) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Helpers run by the steps: count-texts TABLE; "
-                                "encode-texts TABLE --cache-dir DIR [--backend B] [--threads T] (the "
-                                "encode step alone, on any built table).")
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], metavar="N",
                    help="sizes to run, smallest first (default: %(default)s)")
     p.add_argument("--days", type=int, default=14, help="days of logs (default %(default)s)")
@@ -443,9 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in HELPERS:
-        return HELPERS[argv[0]](argv[1:])
     a = build_parser().parse_args(argv)
     if a.summary:
         return summary(Path(a.data_dir) / "results.jsonl", a.nproc)

@@ -10,6 +10,9 @@ model and data test included; the dbt unit tests are excluded, as in `make featu
   timed), the daily run of a warehouse in production;
 - nothing new: the same run again, with no new, changed or removed file.
 
+The daily runs share dbt's target directory, as a project's runs in production do, so each one
+parses only what changed since the last (dbt's partial parsing); the full build parses from scratch.
+
 Beside them, the same point-in-time feature SQL in DuckDB on the same CSV, as a single-machine
 reference: it parses the CSV, drops malformed records, and writes the user / item / pair features
 and the joined training table to Parquet; it has no quarantine, no incremental state and no tests.
@@ -240,19 +243,26 @@ def run_duckdb(raw: Path, workdir: Path) -> tuple[float, int]:
     return seconds, rows
 
 
-def run_dbt(raw: Path, warehouse: Path, workdir: Path) -> tuple[float, dict, float]:
+def run_dbt(
+    raw: Path, warehouse: Path, workdir: Path, target: Path | None = None
+) -> tuple[float, dict, float]:
     """One `dbt build` in a fresh process: its seconds, per-node seconds from run_results.json, and
     the mean 1-minute load average while it ran (the machine may be shared: compare runs made under
-    the same load)."""
+    the same load).
+
+    `target`: dbt's target directory (default: a new one in `workdir`). Daily runs share one, as
+    the runs of a project in production do: each finds the previous run's parsed project there
+    (partial parsing) instead of parsing every file again."""
     env = {"CTR_RAW_PATH": str(raw), "CTR_WAREHOUSE_DIR": str(warehouse), "CTR_DBT_TARGET": "local"}
+    target = target or workdir / "target"
     cmd = [Path(sys.executable).with_name("dbt"), "build", "--profiles-dir", ROOT,
-           "--target-path", workdir / "target", "--log-path", workdir / "logs",
+           "--target-path", target, "--log-path", workdir / "logs",
            "--exclude-resource-type", "unit_test"]
     log = workdir / "dbt-build.out"
     m = run_measured(cmd, log, env=env, cwd=PROJECT)
     if m.rc != 0:
         sys.exit(f"dbt build failed on {raw}:\n{log.read_text()[-4000:]}")
-    results = json.loads((workdir / "target" / "run_results.json").read_text())
+    results = json.loads((target / "run_results.json").read_text())
     per_node = {r["unique_id"]: r["execution_time"] for r in results["results"]}
     return m.wall_s, per_node, m.load
 
@@ -295,9 +305,11 @@ def bench_size(args, n: int, workdir: Path) -> dict:
     if not days:
         days = split_by_day(generated, split)
     row: dict = {"rows": n, "days": len(days)}
-    if args.only != "daily":
+    if args.only in (None, "full"):
         full_build(args, n, workdir, split, days, row)
-    if args.only != "full":
+    if args.only == "noop":
+        nothing_new(n, workdir, row)
+    elif args.only != "full":
         daily_runs(n, workdir, split, days, row)
     return row
 
@@ -318,21 +330,37 @@ def full_build(args, n: int, workdir: Path, split: Path, days: list[str], row: d
 
 
 def daily_runs(n: int, workdir: Path, split: Path, days: list[str], row: dict) -> None:
-    for name in ("raw-daily", "wh-daily"):
+    for name in ("raw-daily", "wh-daily", "target-daily"):
         shutil.rmtree(workdir / name, ignore_errors=True)
     print(f"[{n:,} rows] build of the first {len(days) - 1} days (not timed)", file=sys.stderr)
     raw = workdir / "raw-daily"
     _link_days(split, days[:-1], raw)
-    run_dbt(raw, workdir / "wh-daily", workdir / "run-first")
+    run_dbt(raw, workdir / "wh-daily", workdir / "run-first", daily_target(workdir))
 
     print(f"[{n:,} rows] new day {days[-1]}", file=sys.stderr)
     _link_days(split, days[-1:], raw)
-    row["day_s"], per_node, row["day_load"] = run_dbt(raw, workdir / "wh-daily", workdir / "run-day")
+    row["day_s"], per_node, row["day_load"] = run_dbt(
+        raw, workdir / "wh-daily", workdir / "run-day", daily_target(workdir)
+    )
     row["day_slowest"] = _slowest(per_node)
+    nothing_new(n, workdir, row)
 
+
+def nothing_new(n: int, workdir: Path, row: dict) -> None:
+    """The daily build run again with no new, changed or removed file."""
+    raw, warehouse = workdir / "raw-daily", workdir / "wh-daily"
+    if not (warehouse / "metastore_db").is_dir():
+        sys.exit(f"no daily warehouse under {workdir}: run --only daily first")
     print(f"[{n:,} rows] nothing new", file=sys.stderr)
-    row["noop_s"], per_node, row["noop_load"] = run_dbt(raw, workdir / "wh-daily", workdir / "run-noop")
+    row["noop_s"], per_node, row["noop_load"] = run_dbt(
+        raw, warehouse, workdir / "run-noop", daily_target(workdir)
+    )
     row["noop_slowest"] = _slowest(per_node)
+
+
+def daily_target(workdir: Path) -> Path:
+    """dbt's target directory of the daily runs, shared by them (see run_dbt)."""
+    return workdir / "target-daily"
 
 
 STEPS = {"full": "full build", "day": "new day", "noop": "nothing new"}
@@ -395,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference")
     parser.add_argument(
         "--only",
-        choices=("full", "daily"),
+        choices=("full", "daily", "noop"),
         default=None,
-        help="only the full build (and DuckDB), or only the daily runs (new day, nothing new)",
+        help="only the full build (and DuckDB), only the daily runs (new day, nothing new), or "
+        "only the nothing-new run again on the daily warehouse an earlier --only daily left",
     )
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.rows) or args.users < 1 or args.items < 1:

@@ -38,7 +38,7 @@ from . import calibration as C
 from . import metrics as M
 from .artifacts import RunDir, warehouse_record
 from .preprocessing import Preprocessor
-from .table import EVAL_PARTS, REQUIRED_COLUMNS, SPLIT_PARTS, Table, TrainerError
+from .table import EVAL_PARTS, REQUIRED_COLUMNS, SPLIT_PARTS, Table, TrainerError, as_numpy
 
 # each side's text as the featurizer, the token vocabulary and the text components build it
 SIDE_TEXTS = {"user": user_texts, "item": item_texts}
@@ -67,10 +67,6 @@ EARLY_STOPPING_ROUNDS = 50
 # ---------------------------------------------------------------------------- reading
 
 
-def _numpy(col, fill, dtype) -> np.ndarray:
-    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-
 class UniqueTexts:
     """Each distinct text once, and one int32 code per row: memory grows with texts, not rows."""
 
@@ -87,7 +83,7 @@ class UniqueTexts:
                 code = self._code[t] = len(self.texts)
                 self.texts.append(t)
             local[k] = code
-        return local[_numpy(enc.indices, 0, np.int64)]
+        return local[as_numpy(enc.indices, 0, np.int64)]
 
 
 @dataclass
@@ -387,12 +383,12 @@ def _truth_for(keys: pa.Table, truth_path: Path, days: list[str]) -> np.ndarray:
     if truth.num_rows != keys.num_rows:
         raise TrainerError(f"{where}: {truth.num_rows} truth rows for {keys.num_rows} table rows")
     label, truth_label = (
-        _numpy(joined.column("label"), -1, np.int64),
-        _numpy(joined.column("truth_label"), -2, np.int64),
+        as_numpy(joined.column("label"), -1, np.int64),
+        as_numpy(joined.column("truth_label"), -2, np.int64),
     )
     if (label != truth_label).any():
         raise TrainerError(f"{where}: labels differ on {int((label != truth_label).sum())} row(s)")
-    return _numpy(p, 0.0, np.float64)
+    return as_numpy(p, 0.0, np.float64)
 
 
 def oracle_metrics(table_dir, split: dict, truth_path) -> dict:
