@@ -28,7 +28,11 @@ START = textwrap.dedent(
 
 def _start(options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", START, options], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", START, options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,  # the caller asserts on the exit status
     )
 
 
