@@ -42,36 +42,35 @@ def java_options() -> str:
     return f"-XX:SharedArchiveFile={path} {_QUIET}" if path.is_file() else ""
 
 
-# The workload the archive is recorded from: a session as the local target opens it (Hive
-# metastore on Derby), then CSV in, typed ORC tables out, partitioned and read back, a join, a
-# window and an aggregation; the classes these load are the ones every build loads.
+# The workload the archive is recorded from: a session with the local dbt target's settings
+# (profiles.yml, its warehouse and Derby metastore in a scratch directory), then CSV read with the
+# build's options, typed ORC tables out, partitioned and overwritten, a join, a window and an
+# aggregation; the classes these load are the ones every build loads.
 _WORKLOAD = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
-    from pyspark.sql import SparkSession
 
     work, options = Path(sys.argv[1]), sys.argv[2]
+    os.environ["CTR_WAREHOUSE_DIR"], os.environ["CTR_JAVA_OPTIONS"] = str(work), options
+    from pyspark.sql import SparkSession
+
+    from m2ctr.profile import local_spark_settings
+    from m2ctr.schema import RAW_CSV_OPTIONS
+
     (work / "raw").mkdir()
     (work / "raw" / "part.csv").write_text(
         "user_id,item_id,label,log_time\\n"
         + "".join(f"u{i % 7},i{i % 5},{i % 2},2024-03-0{1 + i % 3} 10:00:00\\n" for i in range(60))
     )
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .enableHiveSupport()
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.warehouse.dir", str(work / "warehouse"))
-        .config("spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={work}/metastore_db;create=true")
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={work} {options}")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in local_spark_settings().items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    csv = ", ".join(f"{k} '{v}'" for k, v in {**RAW_CSV_OPTIONS, "header": "true"}.items())
     spark.sql("create schema if not exists warmup")
-    spark.sql(
-        f"create table warmup.raw using csv options (path '{work / 'raw'}', header 'true', "
-        "multiLine 'true', mode 'PERMISSIVE') "
-    )
+    spark.sql(f"create table warmup.raw using csv options (path '{work / 'raw'}', {csv})")
     spark.sql(
         "create table warmup.typed using orc partitioned by (date) as select user_id, item_id, "
         "cast(label as int) as label, to_timestamp(log_time) as log_ts, "

@@ -34,10 +34,13 @@ def find_profile() -> Path:
     return find_shipped("profiles.yml")
 
 
-def local_spark_settings(keys: Iterable[str], profile: Path | None = None) -> dict[str, str]:
-    """The `local` target's value of each Spark setting in `keys`, rendered as dbt renders it
-    (`{{ env_var('CTR_...', default) }}`). A key the profile does not set is an error: the
-    caller asks for the settings the build is known to make. `profile`: the project's by default."""
+def local_spark_settings(
+    keys: Iterable[str] | None = None, profile: Path | None = None
+) -> dict[str, str]:
+    """The `local` target's value of each Spark setting in `keys` (None: every one it sets),
+    rendered as dbt renders it (`{{ env_var('CTR_...', default) }}`). A key the profile does not
+    set is an error: the caller asks for the settings the build is known to make. `profile`: the
+    project's by default."""
     from jinja2 import Environment, StrictUndefined
 
     path = profile or find_profile()
@@ -45,7 +48,7 @@ def local_spark_settings(keys: Iterable[str], profile: Path | None = None) -> di
     written = output["server_side_parameters"]
     env = Environment(undefined=StrictUndefined)
     settings = {}
-    for key in keys:
+    for key in written if keys is None else keys:
         if key not in written:
             raise KeyError(f"{path}: the {TARGET} target sets no {key}")
         settings[key] = env.from_string(str(written[key])).render(env_var=_env_var)
