@@ -1,7 +1,7 @@
 """Scale: warehouse build and trainer at 1M and 4M rows (or any sizes), printed as one table.
 
     python bench/scale.py [--rows 1000000 4000000] [--users U --items I] [--days 14] [--seed 7]
-                          [--data-dir /work/scale-data] [--cache-dir DIR] [--skip STEP ...]
+                          [--data-dir data/scale] [--cache-dir DIR] [--skip STEP ...]
                           [--raw DIR] [--warehouse DIR] [--epochs 1] [--threads 2] [--nproc 2]
                           [--backend auto]
 
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="generator and trainer seed (default %(default)s)")
     p.add_argument("--users", type=int, help="fixed user population (default: the generator's, rows/10)")
     p.add_argument("--items", type=int, help="fixed item population (default: the generator's, rows/40)")
-    p.add_argument("--data-dir", default="/work/scale-data",
+    p.add_argument("--data-dir", default="data/scale",
                    help="raw logs, warehouses, runs and logs, one directory per size (default %(default)s)")
     p.add_argument("--raw", help="existing generator output to reuse (one size only; skips generating)")
     p.add_argument("--warehouse", help="existing CTR_WAREHOUSE_DIR to reuse (one size only; use with --skip build)")
@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if min(a.rows) < 1 or a.epochs < 1 or a.threads < 1 or a.nproc < 1:
         print("error: --rows, --epochs, --threads and --nproc must be at least 1", file=sys.stderr)
         return 2
+    # absolute: dbt runs from the project directory, where a relative path would land elsewhere
+    a.data_dir = str(Path(a.data_dir).resolve())
     a.cache_dir = str(Path(a.cache_dir or Path(a.data_dir) / "text-cache").resolve())
     results: list[Result] = []
     failed = False
