@@ -3,7 +3,8 @@
 For each size, generates AntM2C-shaped logs (`python -m synthetic generate`, by default with
 AntM2C's population: 70,000 users and 80,000 items) split into one `date=YYYY-MM-DD/` folder per
 day, and times real `dbt build`s (local target), each in a fresh process (JVM start-up, every
-model and data test included; the dbt unit tests are excluded, as in `make features`):
+model and data test included; the dbt unit tests are excluded, as in `make features`, and the
+JVM maps the class-data archive of `python -m m2ctr.jvm archive` when there is one, as there):
 
 - full build: every day, into an empty warehouse;
 - new day: the last day added to a warehouse built from the days before it (that build is not
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # for bench.measure; last, so the installed packages are the ones timed
 
 from bench.measure import run_measured
+from m2ctr.jvm import java_options
 from m2ctr.schema import RAW_COLUMNS
 from synthetic.generate import BASE_COLUMNS, DEEP_COLUMNS
 
@@ -253,7 +255,10 @@ def run_dbt(
     `target`: dbt's target directory (default: a new one in `workdir`). Daily runs share one, as
     the runs of a project in production do: each finds the previous run's parsed project there
     (partial parsing) instead of parsing every file again."""
-    env = {"CTR_RAW_PATH": str(raw), "CTR_WAREHOUSE_DIR": str(warehouse), "CTR_DBT_TARGET": "local"}
+    env = {"CTR_RAW_PATH": str(raw), "CTR_WAREHOUSE_DIR": str(warehouse), "CTR_DBT_TARGET": "local",
+           # as `make features` runs it: the class-data archive mapped when there is one; a
+           # CTR_JAVA_OPTIONS in the environment, even empty, is taken as it is
+           "CTR_JAVA_OPTIONS": os.environ.get("CTR_JAVA_OPTIONS", java_options())}
     target = target or workdir / "target"
     cmd = [Path(sys.executable).with_name("dbt"), "build", "--profiles-dir", ROOT,
            "--target-path", target, "--log-path", workdir / "logs",

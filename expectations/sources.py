@@ -87,7 +87,8 @@ def spark_session(settings=None):
     for key, value in session_settings().items():
         builder = builder.config(key, value)
     # The parallel collector: a validation is a batch job, and G1's concurrent threads and write
-    # barriers cost CPU (the compiler's included) that a pause-tolerant job need not pay.
+    # barriers cost CPU (the compiler's included) that a pause-tolerant job need not pay. The
+    # build's JVM makes the same choice (profiles.yml).
     java = [java_options(), "-XX:+UseParallelGC"]
     home = Path(settings.warehouse_dir).resolve() if settings is not None else None
     if home is not None and settings.target == "local" and (home / "metastore_db").is_dir():
