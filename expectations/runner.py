@@ -85,9 +85,9 @@ def _validation_settings(spark):
         "spark.sql.codegen.maxFields": "100000",
         # Fewer, larger scan tasks: a table's files (a few MB each, one per partition folder and
         # writer) are packed into splits of up to 256 MB, each file counted at its size. Every
-        # task carries the pass's whole plan and opens its files' ORC footers; at 1M rows the
-        # pass ran 278 tasks with the build's 32 MB splits and 92 with these. Spark still cuts a
-        # table into at least one split per core.
+        # task carries its pass's whole plan and opens its files' ORC footers; at 1M rows the
+        # seven passes ran 278 tasks with the build's 32 MB splits and 92 with these. Spark still
+        # cuts a table into at least one split per core.
         "spark.sql.files.maxPartitionBytes": "256m",
         "spark.sql.files.openCostInBytes": "1m",
     }

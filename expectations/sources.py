@@ -49,8 +49,9 @@ class Batch:
 
 
 # The build's settings (profiles.yml, local target) that decide how the same files are read:
-# table folders listed on the driver rather than by a Spark job per table; the driver's memory; times in UTC, unparseable
-# ones null; no Spark UI or stage bars (the suite bar is the progress report).
+# table folders listed on the driver rather than by a Spark job per table; the driver's memory;
+# times in UTC, unparseable ones null; no Spark UI or stage bars (the suite bar is the progress
+# report).
 BUILD_SETTINGS = (
     "spark.sql.sources.parallelPartitionDiscovery.threshold",
     "spark.driver.memory",
