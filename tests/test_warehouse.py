@@ -44,7 +44,7 @@ REJECT_REASONS = {
     "too_many_fields",
 }
 
-# The hand-computed example (file with a header carrying only deep_features_5 and _0, swapped).
+# The hand-computed example (file with a quoted header carrying only deep_features_5 and _0, swapped).
 #        user  item  log_time               label scene
 HAND = [
     ("u1", "iA", "2024-01-01 08:00:00", 1, 0),  # r1
@@ -63,8 +63,11 @@ MULTILINE_TITLE = 'Tea, "green"\nsecond line'
 
 def _write_hand_input(raw: Path) -> None:
     with open(raw / "hand-0.csv", "w", newline="") as f:
+        # the header's names quoted, its records not: a header is found by its names, quoted or not
+        csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(
+            BASE_COLUMNS + ["deep_features_5", "deep_features_0"]
+        )
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(BASE_COLUMNS + ["deep_features_5", "deep_features_0"])
         for k, (user, item, log_time, label, scene) in enumerate(HAND, start=1):
             writer.writerow(
                 [

@@ -12,6 +12,9 @@
     of deep features. Spark keeps the raw text of a record in `_corrupt_record` exactly when its
     field count differs from the schema's, which is how too few / too many fields are found.
     `.gz` / `.bz2` parts are decompressed by Spark like any Hadoop input.
+  raw_csv_lines: the same files as plain lines, read only to find header lines. Finding a file's
+    header among its parsed records needs a pass over all of them, ordered within the file; a
+    line scan is splittable and costs a few per cent of the parse.
   raw_files / raw_csv_files: file listings (path, size, modification time; contents are never
     read) of every file under the path and of the files raw_impressions_csv reads. Their difference
     is warned about, file by file, so no input is dropped without a word.
@@ -58,6 +61,17 @@
         {%- endfor %}
         header 'false',
         columnNameOfCorruptRecord '_corrupt_record'
+      )
+    {%- endcall -%}
+    {%- set lines_relation = source('raw', 'csv_lines') -%}
+    {%- do run_query('drop table if exists ' ~ lines_relation) -%}
+    {%- call statement('create_raw_lines') -%}
+      create table {{ lines_relation }} (value string)
+      using text
+      options (
+        path {{ sql_string(raw_path()) }},
+        pathGlobFilter {{ sql_string(raw_glob()) }},
+        recursiveFileLookup 'true'
       )
     {%- endcall -%}
     {%- for name, glob in [('files', none), ('csv_files', raw_glob())] -%}

@@ -3,7 +3,8 @@
   excluded), its fields mapped to the canonical columns, typed, and either accepted (reject_reason
   null) or given the first reason it fails. This is the only model that reads the CSV: each file is
   parsed once, when it is new or changed, in a single scan (a multi-line CSV file is parsed by one
-  task), and everything downstream reads this table. stg_impressions and quarantine_impressions
+  task), and everything downstream reads this table. A second, plain scan of the same lines finds
+  each file's header. stg_impressions and quarantine_impressions
   split it, so every record lands in exactly one of them.
   Partitioned by source_file: a run writes the partitions of the files it parsed and drops those of
   changed and removed files, so a re-delivered file replaces its own records and nothing else. It
@@ -29,6 +30,37 @@ files as (
     select source_file, file_path
     from {{ ref('stg_raw_files') }}
     where status in ('new', 'changed')
+
+),
+
+header_lines as (
+
+    -- A header is a line whose first two names are user_id and item_id (quoted or not), as a
+    -- record is one (is_header below). Read as plain lines, it is found without ordering every
+    -- record of its file; a file with several header lines takes the least.
+    select
+        _metadata.file_path as file_path,
+        split(regexp_replace(value, '["\r]', ''), ',', -1) as names
+    from {{ source('raw', 'csv_lines') }}
+    where {{ in_list('_metadata.file_path', plan.batch_paths, plan.full) }}
+        and (startswith(value, 'user_id') or startswith(value, '"user_id"'))
+
+),
+
+headers as (
+
+    -- where each canonical column sits in the file's header (0 = absent)
+    select
+        files.source_file,
+        size(min(header_lines.names)) as header_fields,
+        {%- for c in raw_cols %}
+        cast(array_position(min(header_lines.names), '{{ c }}') as int) as pos_{{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from header_lines
+    join files
+        on header_lines.file_path = files.file_path
+    where header_lines.names[0] = 'user_id' and header_lines.names[1] = 'item_id'
+    group by files.source_file
 
 ),
 
@@ -84,26 +116,17 @@ hashed as (
 
 ),
 
-located as (
+numbered as (
 
-    -- One pass over each file, its records ordered by hash: the file's header (where each
-    -- canonical column sits in it, 0 = absent), and an occurrence number that tells byte-identical
-    -- records of one file apart (which copy gets which number does not matter: the set of ids is
-    -- the same on every rebuild). A header line is identical only to another header line.
+    -- An occurrence number that tells byte-identical records of one file apart (which copy gets
+    -- which number does not matter: the set of ids is the same on every rebuild). Partitioned by
+    -- the file alone, so that each file's records are written together: partitioned by the hash
+    -- too, every task writes a part of every file, and the models that read this one slow down.
     select
         *,
-        row_number() over file_by_hash - rank() over file_by_hash + 1 as occurrence,
-        first(if(is_header, n_fields, null), true) over whole_file as header_fields,
-        {%- for c in raw_cols %}
-        cast(first(if(is_header, array_position(vals, '{{ c }}'), null), true) over whole_file as int) as pos_{{ c }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        row_number() over file_by_hash - rank() over file_by_hash + 1 as occurrence
     from hashed
-    window
-        file_by_hash as (partition by source_file order by record_hash),
-        whole_file as (
-            partition by source_file order by record_hash
-            rows between unbounded preceding and unbounded following
-        )
+    window file_by_hash as (partition by source_file order by record_hash)
 
 ),
 
@@ -123,7 +146,8 @@ records as (
             when pos_{{ c }} > 0 then element_at(vals, pos_{{ c }})
         end as {{ c }}_raw{{ ',' if not loop.last }}
         {%- endfor %}
-    from located
+    from numbered
+    left join headers using (source_file)
     where not is_header
 
 ),
