@@ -3,6 +3,11 @@
   {{- return(['user_id', 'item_id', 'log_time', 'label'] + text_columns() + ['scene'] + deep_feature_columns()) -}}
 {%- endmacro %}
 
+{#- Whether two fields, the first two of a line, name the first two raw columns: a header line. -#}
+{% macro is_header_line(first, second) -%}
+  coalesce({{ first }} = '{{ raw_columns()[0] }}' and {{ second }} = '{{ raw_columns()[1] }}', false)
+{%- endmacro %}
+
 {% macro text_columns() -%}
   {{- return(var('text_columns')) -}}
 {%- endmacro %}

@@ -4,8 +4,8 @@
   null) or given the first reason it fails. This is the only model that reads the CSV: each file is
   parsed once, when it is new or changed, in a single scan (a multi-line CSV file is parsed by one
   task), and everything downstream reads this table. A second, plain scan of the same lines finds
-  each file's header. stg_impressions and quarantine_impressions
-  split it, so every record lands in exactly one of them.
+  each file's header. stg_impressions and quarantine_impressions split it, so every record lands
+  in exactly one of them.
   Partitioned by source_file: a run writes the partitions of the files it parsed and drops those of
   changed and removed files, so a re-delivered file replaces its own records and nothing else. It
   is where later runs find the records of unchanged files when they restage a day.
@@ -35,15 +35,15 @@ files as (
 
 header_lines as (
 
-    -- A header is a line whose first two names are user_id and item_id (quoted or not), as a
-    -- record is one (is_header below). Read as plain lines, it is found without ordering every
-    -- record of its file; a file with several header lines takes the least.
+    -- A header is a line whose first two names are the first two raw columns (quoted or not), the
+    -- same test as for a parsed record (is_header below). Read as plain lines, it is found without
+    -- ordering every record of its file; a file with several header lines takes the least.
     select
         _metadata.file_path as file_path,
         split(regexp_replace(value, '["\r]', ''), ',', -1) as names
     from {{ source('raw', 'csv_lines') }}
     where {{ in_list('_metadata.file_path', plan.batch_paths, plan.full) }}
-        and (startswith(value, 'user_id') or startswith(value, '"user_id"'))
+        and (startswith(value, '{{ raw_cols[0] }}') or startswith(value, '"{{ raw_cols[0] }}"'))
 
 ),
 
@@ -59,7 +59,7 @@ headers as (
     from header_lines
     join files
         on header_lines.file_path = files.file_path
-    where header_lines.names[0] = 'user_id' and header_lines.names[1] = 'item_id'
+    where {{ is_header_line('header_lines.names[0]', 'header_lines.names[1]') }}
     group by files.source_file
 
 ),
@@ -99,7 +99,7 @@ fields as (
         ) as vals,
         corrupt_text,
         n_fields,
-        coalesce(c0 = 'user_id' and c1 = 'item_id', false) as is_header
+        {{ is_header_line('c0', 'c1') }} as is_header
     from parsed
 
 ),
