@@ -10,6 +10,8 @@ For each size N, every step a child process of its own:
   generate  python -m synthetic generate --rows N --days D --seed S --quiet into DATA/<N>/raw
             (reused when a manifest.json with the same arguments is already there)
   build     the full `dbt build`: the first run into an emptied DATA/<N>/warehouse
+  validate  python -m expectations validate: every Great Expectations suite over that build
+            (report under DATA/<N>/quality)
   texts     unique user and item texts of the table, per side (cheap: no encoder):
             bench/encode_texts.py count
   encode    what `fit fusion` does before training: fit the preprocessing and the text side on the
@@ -60,7 +62,7 @@ from bench.measure import Measured, run_measured
 from embeddings.backends import CHOICES, DEFAULT_BACKEND
 from m2ctr.warehouse import DEFAULT_SCHEMA, TRAINING_SAMPLES, table_path
 
-STEPS = ("generate", "build", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
+STEPS = ("generate", "build", "validate", "texts", "encode", "fusion", "tokens", "tokens-1t", "torchrun")
 FITS = {"fusion": ["fusion"], "tokens": ["mmoe", "--tokens"], "tokens-1t": ["mmoe", "--tokens"],
         "torchrun": ["mmoe", "--tokens"]}
 
@@ -160,12 +162,26 @@ class Size:
         dbt_dir = self.dir / "dbt"
         cmd = [Path(sys.executable).parent / "dbt", "build", "--profiles-dir", ROOT,
                "--target-path", dbt_dir / "target", "--log-path", dbt_dir / "logs"]
-        env = {"CTR_RAW_PATH": str(self.raw.resolve()), "CTR_WAREHOUSE_DIR": str(self.warehouse.resolve()),
-               "CTR_DBT_TARGET": "local", "CTR_SCHEMA": DEFAULT_SCHEMA}
         log = self.log("build")
-        m = checked(run_measured(cmd, log, env=env, cwd=Path(self.a.project_dir)), log, "dbt build")
+        m = checked(run_measured(cmd, log, env=self.env(), cwd=Path(self.a.project_dir)), log, "dbt build")
         rows = table_rows(self.table)
         return self.result("build", m, note=f"{rows:,} training rows", extra={"training_rows": rows})
+
+    def env(self) -> dict:
+        """Where the build and the validation read and write."""
+        return {"CTR_RAW_PATH": str(self.raw.resolve()), "CTR_WAREHOUSE_DIR": str(self.warehouse.resolve()),
+                "CTR_DBT_TARGET": "local", "CTR_SCHEMA": DEFAULT_SCHEMA}
+
+    # -- validate
+
+    def validate(self) -> Result:
+        self.need_table()
+        cmd = [sys.executable, "-m", "expectations", "validate", "--target", "local",
+               "--report-dir", self.dir / "quality"]
+        log = self.log("validate")
+        m = checked(run_measured(cmd, log, env=self.env(), cwd=ROOT), log, "expectations validate")
+        summary = json.loads((self.dir / "quality" / "summary.json").read_text())
+        return self.result("validate", m, note=f"every suite passed ({summary_counts(summary)})")
 
     # -- texts and encode
 
@@ -236,6 +252,11 @@ class Size:
         return self.result(step, m, epoch_s=sum(train_rows / r for r in rates) / len(rates),
                          samples_per_s=sum(rates) / len(rates), test_auc=metrics["test"]["auc"],
                          note=note, extra={"run": str(run), "history": history})
+
+
+def summary_counts(summary: dict) -> str:
+    """`suite expectations` of each suite in a validation's summary.json."""
+    return ", ".join(f"{name} {len(suite.get('expectations', []))}" for name, suite in summary["suites"].items())
 
 
 def table_rows(path: Path) -> int:
