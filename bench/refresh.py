@@ -1,13 +1,15 @@
 """Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
 
-    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 2] [--replay-days N]
+    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 5] [--replay-days N]
+                            [--replay recent|spread]
 
 For each of the last --days days D of the table, both see the table as it stood on D (its days up to
 D; validation D-1, test D):
   full     `fit MODEL --epochs E` from scratch on every training day;
   refresh  `fit MODEL --init-from <yesterday's run>` on the new training day plus --replay-days
-           earlier ones, with fit's refresh defaults unless --refresh-epochs / --refresh-lr say
-           otherwise; the first refresh starts from the full fit of the day before the window.
+           earlier days' worth of rows (--replay: the last days, or drawn from every earlier day),
+           with fit's refresh defaults unless --refresh-epochs / --refresh-lr say otherwise; the
+           first refresh starts from the full fit of the day before the window.
 Both run in this one process, one after the other, so they see the same machine load.
 Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days).
 """
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from trainer.cli import main as trainer
-from trainer.config import FitConfig
+from trainer.config import REPLAYS, FitConfig
 
 
 def table_as_of(table: Path, day: str, root: Path) -> Path:
@@ -55,7 +57,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=4, help="days refreshed (default %(default)s)")
     ap.add_argument("--replay-days", type=int, default=FitConfig("dnn").replay_days,
                     help="earlier days a refresh replays (default: fit's, %(default)s)")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs of every full fit (default %(default)s)")
+    ap.add_argument("--replay", default=FitConfig("dnn").replay, choices=REPLAYS,
+                    help="which earlier rows a refresh replays (default: fit's, %(default)s)")
+    ap.add_argument("--epochs", type=int, default=FitConfig("dnn").epochs,
+                    help="epochs of every full fit (default: fit's, %(default)s, early stopping as fit does)")
     ap.add_argument("--refresh-epochs", type=int, help="epochs of every refresh (default: fit's for a refresh)")
     ap.add_argument("--refresh-lr", type=float, help="learning rate of every refresh (default: fit's for a refresh)")
     ap.add_argument("--seed", type=int, default=42, help="seed of every fit (default %(default)s)")
@@ -79,7 +84,7 @@ def main() -> None:
     full_args = ["--epochs", str(args.epochs), *common]
     refresh = FitConfig(args.model, init_from=".", epochs=args.refresh_epochs, lr=args.refresh_lr)
     refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--replay-days", str(args.replay_days),
-                    *common]
+                    "--replay", args.replay, *common]
     load = os.getloadavg()[0]
     start = days[-args.days - 1]
     _, _ = fit([args.model, "--table", str(table_as_of(table, start, tmp / "tables")),
@@ -101,7 +106,7 @@ def main() -> None:
               f"refresh {ref['test']['auc']:.4f} in {ref_s:.0f} s", file=sys.stderr)
 
     print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
-          f"replay {args.replay_days} day(s); seed {args.seed}, {args.threads} threads; "
+          f"replay {args.replay_days} day(s), {args.replay}; seed {args.seed}, {args.threads} threads; "
           f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} {'full s':>7} "
           f"{'refresh s':>10} {'time ratio':>11}")

@@ -54,6 +54,29 @@ def test_streaming_reader_yields_every_training_row_once_in_a_seeded_order(table
     assert len({r for r in first[:256]} & set(every[:3000])) < 256
 
 
+def test_a_day_read_in_part_gives_its_share_of_its_rows_once_each_and_a_new_draw_each_epoch(table):
+    t = Table(table)
+    days = split_days(t.days, 1, 1)["train_days"]
+    shares = {days[0]: 0.25, days[1]: 0.0}
+    by_day = {day: {r for b in t.batches([day], ["impression_id"]) for r in b.column("impression_id").to_pylist()}
+              for day in days}
+
+    def epoch(e):
+        shard = training_shard(t, days, 3, e)
+        got = np.concatenate([b["row"] for b in shuffled_batches(t, shard, RowIds(), 256, 1000, 3, e,
+                                                                  day_shares=shares)])
+        assert len(got) == len(set(got))
+        return {day: set(got) & rows for day, rows in by_day.items()}
+
+    first, second = epoch(0), epoch(1)
+    assert 0.2 < len(first[days[0]]) / len(by_day[days[0]]) < 0.3
+    assert not first[days[1]]
+    for day in days[2:]:
+        assert first[day] == by_day[day]
+    assert first[days[0]] != second[days[0]]
+    assert first == epoch(0)
+
+
 def test_ranks_read_disjoint_shards_that_cover_the_training_days(table):
     t = Table(table)
     days = split_days(t.days, 1, 1)["train_days"]

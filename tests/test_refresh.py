@@ -75,6 +75,16 @@ def test_refresh_trains_on_new_days_and_a_replay_window_from_the_parents_state(t
     assert main(["evaluate", str(out)]) == 0
 
 
+def test_a_spread_replay_draws_the_rows_of_the_replay_days_from_every_earlier_day(tables, parent, tmp_path):
+    out = tmp_path / "spread"
+    assert main(["fit", "mmoe", "--table", str(tables[1]), "--out", str(out), "--init-from", str(parent),
+                 "--replay-days", "1", "--replay", "spread", *FIT]) == 0
+    assert config(out)["split"]["train_days"] == [f"2024-03-0{d}" for d in range(1, 6)]
+    assert config(out)["config"]["replay"] == "spread"
+    # the two new days whole, and a third of each of the three earlier ones
+    assert metrics(out)["split"]["rows"]["train"] == 2000 * 2 + 3 * round(2000 / 3)
+
+
 def test_refresh_refuses_another_model_and_nothing_new(tables, parent, tmp_path, capsys):
     assert main(["fit", "dnn", "--table", str(tables[1]), "--out", str(tmp_path / "a"), "--init-from",
                  str(parent), *FIT]) == 1

@@ -49,12 +49,14 @@ def training_shard(table: Table, days: list[str], seed: int, epoch: int, rank: i
 
 
 def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Features, batch_size: int,
-                     buffer_rows: int, seed: int, epoch: int,
-                     repeat: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                     buffer_rows: int, seed: int, epoch: int, repeat: int = 0,
+                     day_shares: dict[str, float] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Training batches of `fragments`, read in order, rows shuffled within a buffer of
     `buffer_rows` (memory grows with the buffer, never with the table); every row exactly once,
-    in an order fixed by (seed, epoch, repeat)."""
+    in an order fixed by (seed, epoch, repeat). A day in `day_shares` gives only that share of its
+    rows, a different draw each epoch."""
     rng = np.random.default_rng([seed, epoch, repeat])
+    draw = np.random.default_rng([seed, epoch, repeat, 2])
     buffer: list[dict] = []
     held = 0
     carry: dict | None = None
@@ -70,12 +72,18 @@ def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Featu
         rest = order[n_full:]
         carry = {k: v[rest] for k, v in block.items()} if len(rest) else None
 
-    for batch in table.read(fragments, features.columns):
-        buffer.append(features(batch))
-        held += batch.num_rows
-        if held >= buffer_rows:
-            yield from drain(buffer)
-            buffer, held = [], 0
+    for fragment in fragments:
+        share = (day_shares or {}).get(Table.day_of(fragment), 1.0)
+        for batch in table.read([fragment], features.columns):
+            if share < 1.0:
+                batch = batch.filter(pa.array(draw.random(batch.num_rows) < share))
+            if not batch.num_rows:
+                continue
+            buffer.append(features(batch))
+            held += batch.num_rows
+            if held >= buffer_rows:
+                yield from drain(buffer)
+                buffer, held = [], 0
     if buffer:
         yield from drain(buffer)
     if carry is not None:

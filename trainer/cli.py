@@ -18,7 +18,7 @@ from serving.server import HELP as SERVE_HELP
 from serving.server import add_serve_arguments, run_serve
 
 from .calibration import CHOICES as CALIBRATIONS
-from .config import FULL_FIT, REFRESH, FitConfig, default
+from .config import FULL_FIT, REFRESH, REPLAYS, FitConfig, default
 from .models import MODELS
 from .table import TrainerError
 
@@ -105,8 +105,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("init_from", "daily refresh: start from this run's weights, preprocessing and content side and "
         "train on the training days after its own (their ids join the counts, and ids that reach "
         "--min-count get their own id row, started from the row they read before)", metavar="RUN_DIR")
-    opt("replay_days", "with --init-from, also train on this many of the earlier run's last training days",
+    opt("replay_days", "with --init-from, also train on as many rows as this many earlier training days hold",
         type=int)
+    opt("replay", "which earlier rows: recent, the earlier run's last --replay-days training days; spread, "
+        "the same number of rows drawn evenly from every earlier training day of the table (a new draw "
+        "each epoch)", choices=REPLAYS)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")

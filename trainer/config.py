@@ -25,6 +25,8 @@ def default_table_path() -> Path:
 # higher rate overfit the few days, a lower rate or no replay lag behind.
 FULL_FIT = {"epochs": 5, "lr": 2e-3}
 REFRESH = {"epochs": 1, "lr": 1e-3}
+# the earlier rows a refresh replays: the last days, or as many rows drawn from every earlier day
+REPLAYS = ("recent", "spread")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class FitConfig:
     # content tables) and train on the days after its training days plus `replay_days` of them
     init_from: str | None = None
     replay_days: int = 2
+    # which earlier rows: "recent", the last `replay_days` days; "spread", as many rows as
+    # `replay_days` days hold, drawn evenly from every earlier training day of the table
+    replay: str = "recent"
     # -- hardware
     device: str = "auto"
     threads: int | None = None

@@ -97,7 +97,7 @@ def epoch_batches(p: Prepared, cfg: FitConfig, epoch: int):
 
     def one_pass(repeat: int):
         batches = shuffled_batches(p.table, shard, p.features, cfg.batch_size, cfg.shuffle_buffer,
-                                   cfg.seed, epoch, repeat)
+                                   cfg.seed, epoch, repeat, p.day_shares)
         if not p.simulation.on:
             return batches
         rng = np.random.default_rng([cfg.seed, epoch, repeat, w.rank, 1])

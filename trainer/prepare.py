@@ -21,7 +21,7 @@ from m2ctr.schema import ID_COLUMNS
 from . import distributed
 from .batches import Features
 from .coldstart import ColdStartSimulation
-from .config import FitConfig
+from .config import REPLAYS, FitConfig
 from .models import MODELS
 from .models.layers import Inputs, check_hyperparameters
 from .preprocessing import Preprocessor
@@ -58,7 +58,10 @@ class Prepared:
     simulation: ColdStartSimulation = field(default_factory=ColdStartSimulation)
     parent: Run | None = None  # the run a daily refresh starts from
     start: torch.nn.Module | None = None  # a refresh's model: the parent's, its id tables grown
-    refresh_rows: int | None = None  # its training rows (the preprocessing counts the earlier run's)
+    # its training rows per epoch, a day read in part counting its share (the preprocessing counts the
+    # earlier run's)
+    refresh_rows: int | None = None
+    day_shares: dict[str, float] = field(default_factory=dict)  # training days read in part: share of rows
 
     @property
     def n_train_rows(self) -> int:
@@ -148,14 +151,25 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     if not new:
         raise TrainerError(f"nothing to refresh on: the table's training days end on {split['train_days'][-1]}, "
                            f"and {cfg.init_from} was trained up to {before[-1]}")
-    replay = [d for d in before if d in split["train_days"]][-cfg.replay_days:] if cfg.replay_days else []
+    earlier = [d for d in split["train_days"] if d <= before[-1]]
+    shares = {}
+    if cfg.replay == "recent":
+        replay = [d for d in before if d in split["train_days"]][-cfg.replay_days:] if cfg.replay_days else []
+    elif cfg.replay == "spread":
+        # the rows of `replay_days` days, drawn evenly from every earlier day: the refresh sees the
+        # mix of days a full fit sees, not only the last ones
+        replay = earlier if cfg.replay_days else []
+        shares = {d: min(1.0, cfg.replay_days / len(earlier)) for d in replay}
+    else:
+        raise TrainerError(f"--replay must be one of {', '.join(REPLAYS)}, not {cfg.replay!r}")
     split = {**split, "train_days": replay + new}
     prep = parent.prep.extend(table.batches(new, ID_COLUMNS), parent.cfg["config"]["max_vocab"])
     spec = {**parent.cfg["spec"], "id_cardinalities": prep.id_cardinalities}
     model = MODELS[cfg.model](spec, **parent.cfg["hparams"])
     model.load_state_dict(grown_state(parent.model, prep.id_rows_before(parent.prep)))
+    rows = sum(round(shares.get(d, 1.0) * table.count_rows(table.fragments([d]))) for d in split["train_days"])
     return Prepared(table, split, prep, Features(prep, parent.features.featurizer), spec, device, threads, world,
-                    simulation, parent, model, table.count_rows(table.fragments(split["train_days"])))
+                    simulation, parent, model, rows, shares)
 
 
 def grown_state(model: torch.nn.Module, rows_before: np.ndarray) -> dict:

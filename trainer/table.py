@@ -86,13 +86,18 @@ class Table:
             raise TrainerError(f"table {self.path} lacks required columns: {', '.join(missing)}")
         self.files: dict[str, list[ds.Fragment]] = {}
         for frag in self.dataset.get_fragments():
-            day = ds.get_partition_keys(frag.partition_expression).get("date")
+            day = self.day_of(frag)
             if day is None:
                 raise TrainerError(f"{frag.path} is not under a date=YYYY-MM-DD/ partition")
             self.files.setdefault(day, []).append(frag)
         for frags in self.files.values():
             frags.sort(key=lambda f: f.path)
         self.days = sorted(self.files)
+
+    @staticmethod
+    def day_of(fragment: ds.Fragment) -> str | None:
+        """The day of a file: its `date=` partition."""
+        return ds.get_partition_keys(fragment.partition_expression).get("date")
 
     def fragments(self, days: Iterable[str]) -> list[ds.Fragment]:
         """The files of `days` in a stable order (by day, then path)."""
