@@ -106,7 +106,7 @@ def epoch_batches(p: Prepared, cfg: FitConfig, epoch: int):
     if not w.parallel:
         yield from one_pass(0)
         return
-    steps = w.max(-(-p.table.count_rows(shard) // cfg.batch_size))
+    steps = w.max(-(-p.table.count_rows(shard, p.day_shares) // cfg.batch_size))
     repeat, batches = 0, one_pass(0)
     for _ in range(steps):
         batch = next(batches, None)

@@ -167,7 +167,7 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     spec = {**parent.cfg["spec"], "id_cardinalities": prep.id_cardinalities}
     model = MODELS[cfg.model](spec, **parent.cfg["hparams"])
     model.load_state_dict(grown_state(parent.model, prep.id_rows_before(parent.prep)))
-    rows = sum(round(shares.get(d, 1.0) * table.count_rows(table.fragments([d]))) for d in split["train_days"])
+    rows = table.count_rows(table.fragments(split["train_days"]), shares)
     return Prepared(table, split, prep, Features(prep, parent.features.featurizer), spec, device, threads, world,
                     simulation, parent, model, rows, shares)
 

@@ -111,9 +111,12 @@ class Table:
                 if batch.num_rows:
                     yield batch
 
-    @staticmethod
-    def count_rows(fragments: Iterable[ds.Fragment]) -> int:
-        return sum(f.count_rows() for f in fragments)
+    @classmethod
+    def count_rows(cls, fragments: Iterable[ds.Fragment], day_shares: dict[str, float] | None = None) -> int:
+        """Rows of `fragments`; a day in `day_shares` counts its share of them (what a reader that
+        keeps that share yields, in expectation)."""
+        shares = day_shares or {}
+        return sum(round(shares.get(cls.day_of(f), 1.0) * f.count_rows()) for f in fragments)
 
     def batches(self, days: Iterable[str], columns: Iterable[str],
                 batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
