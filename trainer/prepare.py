@@ -151,13 +151,13 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     if not new:
         raise TrainerError(f"nothing to refresh on: the table's training days end on {split['train_days'][-1]}, "
                            f"and {cfg.init_from} was trained up to {before[-1]}")
-    earlier = [d for d in split["train_days"] if d <= before[-1]]
     shares = {}
     if cfg.replay == "recent":
         replay = [d for d in before if d in split["train_days"]][-cfg.replay_days:] if cfg.replay_days else []
     elif cfg.replay == "spread":
         # the rows of `replay_days` days, drawn evenly from every earlier day: the refresh sees the
         # mix of days a full fit sees, not only the last ones
+        earlier = [d for d in split["train_days"] if d <= before[-1]]
         replay = earlier if cfg.replay_days else []
         shares = {d: min(1.0, cfg.replay_days / len(earlier)) for d in replay}
     else:
