@@ -49,6 +49,8 @@ EMPTY_FEATURE_RATE = 0.01
 # Decimal features are clipped to +-FEATURE_LIMIT and rounded to 4 places; counts to MAX_COUNT.
 FEATURE_LIMIT = 8.0
 MAX_COUNT = 99
+# Rows per random draw of the per-row features: bounds the draws' temporaries at any size.
+DRAW_ROWS = 1_000_000
 
 
 @dataclass
@@ -142,15 +144,28 @@ def _make_keys_unique(rng, user, item, day, second, short_form) -> np.ndarray:
                      "time) unique: use more --users, --items or --days")
 
 
+def _row_chunks(n: int):
+    """Row ranges of at most DRAW_ROWS: a draw of shape (n, k) made chunk by chunk takes the same
+    numbers from the generator, in the same order, as one draw, without an (n, k) temporary."""
+    return ((lo, min(lo + DRAW_ROWS, n)) for lo in range(0, n, DRAW_ROWS))
+
+
 def _deep_features(rng, world: World, user, item, n_written: int) -> np.ndarray:
     n = len(user)
     x = np.empty((n, N_DEEP))
-    x[:, 0:5] = world.users.profile[user] + rng.normal(0.0, 0.1, size=(n, 5))
-    x[:, 5:10] = world.items.profile[item] + rng.normal(0.0, 0.1, size=(n, 5))
-    x[:, 10:20] = rng.normal(size=(n, 10))
-    x[:, 20:27] = np.minimum(rng.poisson(COUNT_MEANS, size=(n, 7)), MAX_COUNT)
-    x[:, :20] = np.round(np.clip(x[:, :20], -FEATURE_LIMIT, FEATURE_LIMIT), 4) + 0.0  # no -0.0
-    x[rng.random((n, N_DEEP)) < EMPTY_FEATURE_RATE] = np.nan
+    for lo, hi in _row_chunks(n):
+        x[lo:hi, 0:5] = world.users.profile[user[lo:hi]] + rng.normal(0.0, 0.1, size=(hi - lo, 5))
+    for lo, hi in _row_chunks(n):
+        x[lo:hi, 5:10] = world.items.profile[item[lo:hi]] + rng.normal(0.0, 0.1, size=(hi - lo, 5))
+    for lo, hi in _row_chunks(n):
+        x[lo:hi, 10:20] = rng.normal(size=(hi - lo, 10))
+    for lo, hi in _row_chunks(n):
+        x[lo:hi, 20:27] = np.minimum(rng.poisson(COUNT_MEANS, size=(hi - lo, 7)), MAX_COUNT)
+    for lo, hi in _row_chunks(n):
+        rows = x[lo:hi]
+        rows[:, :20] = np.round(np.clip(rows[:, :20], -FEATURE_LIMIT, FEATURE_LIMIT), 4) + 0.0  # no -0.0
+    for lo, hi in _row_chunks(n):
+        x[lo:hi][rng.random((hi - lo, N_DEEP)) < EMPTY_FEATURE_RATE] = np.nan
     x[:, n_written:] = np.nan  # columns not written are absent
     return x
 
