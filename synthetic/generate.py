@@ -69,8 +69,13 @@ class Config:
         return BASE_COLUMNS + DEEP_COLUMNS[: self.deep_features]
 
 
+def _days(cfg: Config) -> np.ndarray:
+    """The dates of the logs' days, by day index."""
+    return np.array([cfg.start + dt.timedelta(days=d) for d in range(cfg.days)], dtype=object)
+
+
 def _time_strings(cfg: Config, imp: Impressions) -> np.ndarray:
-    dates = [cfg.start + dt.timedelta(days=d) for d in range(cfg.days)]
+    dates = _days(cfg)
     long_day = np.array([f"{d:%Y-%m-%d} " for d in dates], dtype=object)
     short_day = np.array([f"{d.year}/{d.month}/{d.day} " for d in dates], dtype=object)
     long_tod = np.array([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
@@ -241,13 +246,12 @@ def generate(cfg: Config, out: Path, progress: bool = False) -> dict:
     # and string columns keep pointing at the strings already made instead of copying one per row
     c = np.flatnonzero(clean_mask)
     c = c[np.lexsort((record[c], part_of[c]))]
-    day_dates = np.array([cfg.start + dt.timedelta(days=d) for d in range(cfg.days)], dtype=object)
     truth = pd.DataFrame({
         "user_id": fields["user_id"][c],
         "item_id": fields["item_id"][c],
         "log_time": log_time_written[c],
         "log_ts": log_ts[c],
-        "date": day_dates[imp.day[c]],
+        "date": _days(cfg)[imp.day[c]],
         "scene": np.asarray(SCENES, np.int32)[items.scene[imp.item[c]]],
         "label": imp.label[c].astype(np.int32),
         "p_click": imp.p_click[c],
