@@ -465,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.day_runs < 1:
         parser.error("--day-runs must be 1 or more")
+    if args.day_runs > 1 and args.only in ("full", "noop"):
+        parser.error(f"--day-runs times the new day, which --only {args.only} does not run")
     if any(n < 1 for n in args.rows) or args.users < 1 or args.items < 1:
         parser.error("--rows, --users and --items must be positive")
     if args.days < 2:
