@@ -1,7 +1,7 @@
 """Incremental builds of the dbt warehouse: real `dbt build`s on the shared SparkSession.
 
 One small generated log (six days, with a header) is split into one folder per day
-(`split_by_day` of bench/warehouse.py). The final raw layout mixes both daily layouts: days 1-5
+(`synthetic.days.split_by_day`, as `bench/warehouse.py` lays out its logs). The final raw layout mixes both daily layouts: days 1-5
 in `date=YYYY-MM-DD/` folders, day 6 as flat compressed files (`.csv.gz`, `.csv.bz2`), plus a
 file the build does not read. Its full build is the reference; two chains of incremental builds
 is what a chain of incremental builds in one schema must equal, table for table, row for row and
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import pytest
 import yaml
 
 from m2ctr import schema
+from synthetic.days import split_by_day
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -55,15 +55,6 @@ COMPARED = sorted(
     {p.stem for p in MODELS.rglob("*.sql") if "materialized='ephemeral'" not in p.read_text()}
     - PER_RUN
 )
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_warehouse", ROOT / "bench" / "warehouse.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- raw layouts
@@ -95,7 +86,7 @@ def days_split(tmp_path_factory):
         check=True,
     )
     split = tmp_path_factory.mktemp("split")
-    days = _bench().split_by_day(gen, split)
+    days = split_by_day(gen, split)
     assert len(days) == 6
     return split, days, json.loads((gen / "manifest.json").read_text())
 
