@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -17,9 +18,10 @@ from trainer.artifacts import RunDir
 from trainer.batches import ordered_batches
 from trainer.cli import main
 from trainer.config import FitConfig
+from trainer.loop import Optimizers, masked_bce
 from trainer.prepare import prepare
 from trainer.preprocessing import Preprocessor
-from trainer.scoring import load_run, score
+from trainer.scoring import load_run, score, split_output, to_model
 from trainer.table import REQUIRED_COLUMNS, Table
 
 FIT = ["--epochs", "2", "--threads", "1", "--batch-size", "512", "--quiet"]
@@ -118,6 +120,47 @@ def test_vocabularies_grow_to_a_full_fits_and_the_grown_model_scores_as_its_pare
     before = score(earlier.model, ordered_batches(p.table, test, earlier.features), earlier.features, "cpu")
     assert len(grown["probability"]) == 2000
     np.testing.assert_allclose(grown["probability"], before["probability"], rtol=0, atol=1e-6)
+
+
+def test_a_refresh_continues_the_parents_optimiser(tables, parent):
+    """A run keeps its Adam moments; a refresh takes them up, each id row's following its row, so its
+    first steps nudge the trained weights instead of moving each by about the learning rate."""
+    kept = RunDir(parent).optimizer()
+    earlier = load_run(parent)
+    for name, weight in earlier.model.named_parameters():
+        assert kept[f"{name}.exp_avg_sq"].shape == weight.shape, name
+        assert kept[f"{name}.step"].item() > 0
+    p = prepare(FitConfig(model="mmoe", table=str(tables[1]), init_from=str(parent), threads=1))
+    rows_before = torch.from_numpy(p.prep.id_rows_before(earlier.prep))
+    table = next(n for n, _ in p.start.named_parameters() if n.endswith("embedding.weight"))
+    assert p.moments[f"{table}.exp_avg"].shape == dict(p.start.named_parameters())[table].shape
+    assert len(rows_before) > kept[f"{table}.exp_avg"].shape[0]  # the table grew
+    torch.testing.assert_close(p.moments[f"{table}.exp_avg"], kept[f"{table}.exp_avg"][rows_before])
+
+    opt = Optimizers(p.start, 1e-3, 5e-4, 0.0)
+    rates = [g["lr"] for o in opt.opts for g in o.param_groups]
+    opt.load_moments(p.moments)
+    assert [g["lr"] for o in opt.opts for g in o.param_groups] == rates  # the refresh's own rates
+    for o in opt.opts:
+        for group in o.param_groups:
+            for param in group["params"]:
+                name = opt.names[id(param)]
+                torch.testing.assert_close(o.state[param]["exp_avg_sq"], p.moments[f"{name}.exp_avg_sq"])
+    p.start.train()
+    batch = to_model(next(iter(ordered_batches(p.table, p.split["train_days"][-1:], p.features))), p.features,
+                     torch.device("cpu"))
+    moved = {}
+    for warm in (False, True):
+        model = copy.deepcopy(p.start)
+        opt = Optimizers(model, 1e-3, 5e-4, 0.0)
+        if warm:
+            opt.load_moments(p.moments)
+        before = {n: w.detach().clone() for n, w in model.named_parameters()}
+        logits, _ = split_output(model(batch))
+        masked_bce(logits, batch["scene"], batch["label"]).backward()
+        opt.step()
+        moved[warm] = sum(float((w.detach() - before[n]).abs().sum()) for n, w in model.named_parameters())
+    assert moved[True] < 0.5 * moved[False]
 
 
 @pytest.mark.slow

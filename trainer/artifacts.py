@@ -4,6 +4,7 @@ A run directory (neural or a peer's) holds:
 
     config.json          what the run was (one schema for every run, see `RunDir.config`)
     model.safetensors    the weights of a neural run; model.txt of a LightGBM one
+    optimizer.safetensors  a neural run's Adam moments after its best epoch (a refresh starts from them)
     preprocessing.json   the fitted preprocessing (with vocab_* / train_counts_* Parquet beside it)
     text/                the content side, when the run uses text (its files: embeddings.persist);
                          text_svd_{user,item}.* the text components of a LightGBM peer with text
@@ -150,6 +151,7 @@ class RunDir(Directory):
     METRICS = "metrics.json"
     HISTORY = "history.json"
     WEIGHTS = "model.safetensors"
+    OPTIMIZER = "optimizer.safetensors"
     PREPROCESSING = "preprocessing.json"
     ID_TABLES = ("vocab", "train_counts")  # <kind>_<id field>.parquet beside preprocessing.json
     CALIBRATION = "calibration.json"
@@ -261,6 +263,19 @@ class RunDir(Directory):
         from safetensors.torch import load_file
 
         return load_file(self.file(self.WEIGHTS))
+
+    def write_optimizer(self, moments: dict) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.file(self.OPTIMIZER)) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in moments.items()}, str(tmp))
+
+    def optimizer(self) -> dict:
+        """The Adam moments a run kept; empty for a run written without them."""
+        from safetensors.torch import load_file
+
+        path = self.file(self.OPTIMIZER)
+        return load_file(path) if path.is_file() else {}
 
     # -- calibration
 

@@ -52,6 +52,7 @@ class Optimizers:
 
     def __init__(self, model: torch.nn.Module, lr: float, emb_lr: float, weight_decay: float,
                  token_lr: float | None = None, sparse: bool = True):
+        self.names = {id(p): name for name, p in model.named_parameters()}
         groups = {"ids": [], "tokens": []}
         for m in model.modules():
             if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.max_norm is None:
@@ -77,6 +78,35 @@ class Optimizers:
     def step(self) -> None:
         for o in self.opts:
             o.step()
+
+    def moments(self) -> dict[str, torch.Tensor]:
+        """Each weight's Adam state, keyed `<weight name>.<exp_avg|exp_avg_sq|step>`: what a run keeps
+        so that a refresh continues the optimisation instead of restarting it."""
+        out = {}
+        for o in self.opts:
+            for param, state in o.state.items():
+                for key, value in state.items():
+                    value = value if torch.is_tensor(value) else torch.tensor(float(value))
+                    out[f"{self.names[id(param)]}.{key}"] = value.detach().clone()
+        return out
+
+    def load_moments(self, moments: dict[str, torch.Tensor]) -> None:
+        """Take up `moments` (as `moments()` gives them) for every weight they name; the learning rates
+        stay this optimiser's. A fresh Adam's first steps move every weight by about the learning rate,
+        whatever its gradients' noise; with the earlier moments a trained model is only nudged."""
+        for o in self.opts:
+            dense = not isinstance(o, torch.optim.SparseAdam)
+            for group in o.param_groups:
+                for param in group["params"]:
+                    name = self.names[id(param)]
+                    if f"{name}.exp_avg" not in moments:
+                        continue
+                    step = moments[f"{name}.step"]
+                    o.state[param] = {
+                        "step": step.to(param.device, torch.float32).clone() if dense else int(step.item()),
+                        "exp_avg": moments[f"{name}.exp_avg"].to(param.device).clone(),
+                        "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(param.device).clone(),
+                    }
 
     def decay(self, factor: float) -> None:
         """Scale every learning rate (once per epoch)."""
@@ -125,12 +155,15 @@ def score_days(model, p: Prepared, days: list[str], eval_batch_size: int) -> dic
     return w.gather(rows)
 
 
-def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str, np.ndarray]]:
+def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Optimizers above, early stopping on validation AUC; the best epoch's weights are restored.
-    Returns the history and the best epoch's validation scores (the metrics need not score again)."""
+    Returns the history, the best epoch's validation scores (the metrics need not score again) and
+    the optimiser's moments as they were after the best epoch (kept in the run for a refresh)."""
     device, w = p.device, p.world
     opt = Optimizers(model, cfg.lr, cfg.emb_lr, cfg.weight_decay, cfg.token_lr,
                      sparse=not (w.parallel and device.type == "cuda"))
+    if p.moments:
+        opt.load_moments(p.moments)
     model = distributed.wrap(model, w)
     sw = (torch.tensor(fit_scene_weights(p.prep.state["scene_counts"]), dtype=torch.float32, device=device)
           if cfg.scene_weights == "balanced" else None)
@@ -139,6 +172,7 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
     amp = cfg.precision == "bfloat16"
     quiet = cfg.quiet or not w.is_main
     best_auc, best_state, best_epoch, best_val, history = float("-inf"), None, -1, {}, []
+    best_moments = {}
     for epoch in range(cfg.epochs):
         model.train()
         bar = tqdm(total=p.n_train_rows // w.size, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -173,10 +207,11 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
         if improved:
             best_auc, best_epoch, best_val = score_, epoch, val
             best_state = {k: v.detach().clone() for k, v in distributed.unwrap(model).state_dict().items()}
+            best_moments = opt.moments()
         elif epoch - best_epoch >= cfg.patience:
             break
     distributed.unwrap(model).load_state_dict(best_state)
-    return history, best_val
+    return history, best_val, best_moments
 
 
 # How much higher the backbone alone must score on validation to turn the content side off.

@@ -19,6 +19,7 @@ from embeddings.options import TextConfig
 from m2ctr.schema import ID_COLUMNS
 
 from . import distributed
+from .artifacts import RunDir
 from .batches import Features
 from .coldstart import ColdStartSimulation
 from .config import REPLAYS, FitConfig
@@ -62,6 +63,7 @@ class Prepared:
     # earlier run's)
     refresh_rows: int | None = None
     day_shares: dict[str, float] = field(default_factory=dict)  # training days read in part: share of rows
+    moments: dict = field(default_factory=dict)  # a refresh's optimiser state: the parent's, grown as its tables
 
     @property
     def n_train_rows(self) -> int:
@@ -166,21 +168,26 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     prep = parent.prep.extend(table.batches(new, ID_COLUMNS), parent.cfg["config"]["max_vocab"])
     spec = {**parent.cfg["spec"], "id_cardinalities": prep.id_cardinalities}
     model = MODELS[cfg.model](spec, **parent.cfg["hparams"])
-    model.load_state_dict(grown_state(parent.model, prep.id_rows_before(parent.prep)))
+    rows_before = prep.id_rows_before(parent.prep)
+    model.load_state_dict(grown_state(parent.model, parent.model.state_dict(), rows_before))
+    # the moments of an id row follow it, as its weights do
+    moments = grown_state(parent.model, RunDir(cfg.init_from).optimizer(), rows_before)
     rows = table.count_rows(table.fragments(split["train_days"]), shares)
     return Prepared(table, split, prep, Features(prep, parent.features.featurizer), spec, device, threads, world,
-                    simulation, parent, model, rows, shares)
+                    simulation, parent, model, rows, shares, moments)
 
 
-def grown_state(model: torch.nn.Module, rows_before: np.ndarray) -> dict:
-    """`model`'s weights with every id table (an `Inputs` embedding) re-indexed: row i of the new
-    table is row `rows_before[i]` of the old one."""
-    state = model.state_dict()
+def grown_state(model: torch.nn.Module, state: dict, rows_before: np.ndarray) -> dict:
+    """`state` (`model`'s weights, or its optimiser's moments keyed by weight name) with every id
+    table's rows (an `Inputs` embedding) re-indexed: row i of the new table is row `rows_before[i]`
+    of the old one."""
+    state = dict(state)
     take = torch.from_numpy(rows_before)
-    for name, module in model.named_modules():
-        if isinstance(module, Inputs):
-            key = f"{name}.embedding.weight" if name else "embedding.weight"
-            state[key] = state[key][take.to(state[key].device)]
+    tables = [f"{name}.embedding.weight" if name else "embedding.weight"
+              for name, module in model.named_modules() if isinstance(module, Inputs)]
+    for key, value in state.items():
+        if any(key == t or key.startswith(t + ".") for t in tables) and value.dim() > 0:
+            state[key] = value[take.to(value.device)]
     return state
 
 

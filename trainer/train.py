@@ -125,7 +125,7 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             p.prep.save(run)
             if p.features.featurizer is not None:
                 run.write_text_side(p.features.featurizer)
-        history, val = train_loop(model, p, cfg)
+        history, val, moments = train_loop(model, p, cfg)
         guard, val = content_guard(model, p, cfg, val)
         result, calibration = compute_metrics(model, p, cfg.model, cfg.eval_batch_size, run,
                                               calibration_method(cfg, p), val)
@@ -135,6 +135,7 @@ def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
             run.write_calibration(calibration.to_dict())
             run.write_history(history)
             run.write_weights(model.state_dict())
+            run.write_optimizer(moments)
             run.write_metrics(result)
             run.write_cold_start(M.cold_start_markdown(result))
     p.world.barrier()  # no rank returns before the run directory is in place
