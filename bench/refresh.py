@@ -11,7 +11,8 @@ D; validation D-1, test D):
            with fit's refresh defaults unless --refresh-epochs / --refresh-lr say otherwise; the
            first refresh starts from the full fit of the day before the window.
 Both run in this one process, one after the other, so they see the same machine load.
-Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days).
+Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days). The runs go to a
+temporary directory, removed at the end unless --keep-runs is given.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -68,9 +70,20 @@ def main() -> None:
                     "a warm one leaves encoding out of both legs' times")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--keep-runs", action="store_true", help="keep the runs and table views (their path is printed)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
+    try:
+        run_bench(args, tmp)
+    finally:
+        if args.keep_runs:
+            print(f"runs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_bench(args, tmp: Path) -> None:
     table = args.table
     if table is None:
         from synthetic.sample_table import write_sample_table
