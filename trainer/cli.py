@@ -102,7 +102,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, value parsed as JSON, e.g. --hp n_experts=8 "
                    "--hp expert_dims=[256,128] (repeatable)")
-    opt("init_from", "daily refresh: start from this run's weights, preprocessing and content side and "
+    opt("init_from", "daily refresh: start from this run's weights, Adam moments, preprocessing and content side and "
         "train on the training days after its own (their ids join the counts, and ids that reach "
         "--min-count get their own id row, started from the row they read before)", metavar="RUN_DIR")
     opt("replay_days", "with --init-from, also train on as many rows as this many earlier training days hold",
