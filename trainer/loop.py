@@ -97,13 +97,20 @@ class Optimizers:
         for o in self.opts:
             dense = not isinstance(o, torch.optim.SparseAdam)
             for group in o.param_groups:
+                # as torch's own load_state_dict places it: on the weight's device for the fused and
+                # capturable kernels, on the CPU otherwise; SparseAdam counts in a Python int
+                on_device = group.get("fused") or group.get("capturable")
                 for param in group["params"]:
                     name = self.names[id(param)]
                     if f"{name}.exp_avg" not in moments:
                         continue
                     step = moments[f"{name}.step"]
+                    if dense:
+                        step = step.to(param.device if on_device else "cpu", torch.float32).clone()
+                    else:
+                        step = int(step.item())
                     o.state[param] = {
-                        "step": step.to(param.device, torch.float32).clone() if dense else int(step.item()),
+                        "step": step,
                         "exp_avg": moments[f"{name}.exp_avg"].to(param.device).clone(),
                         "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(param.device).clone(),
                     }
