@@ -1,7 +1,7 @@
 """Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
 
     python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 5] [--replay-days N]
-                            [--replay recent|spread]
+                            [--replay recent|spread] [--seeds 42 1 2]
 
 For each of the last --days days D of the table, both see the table as it stood on D (its days up to
 D; validation D-1, test D):
@@ -32,10 +32,16 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from trainer.cli import main as trainer
 from trainer.config import REPLAYS, FitConfig
 
+# the daily refresh's target: next-day AUC within this of a full retrain on the same days
+WITHIN = 0.003
+
 
 def table_as_of(table: Path, day: str, root: Path) -> Path:
-    """The table's partitions up to `day`, linked into a directory of their own."""
+    """The table's partitions up to `day`, linked into a directory of their own (made once, shared by
+    every seed's chain)."""
     out = root / f"as-of-{day}"
+    if out.is_dir():
+        return out
     out.mkdir(parents=True)
     for part in sorted(table.glob("date=*")):
         if part.name.removeprefix("date=") <= day:
@@ -65,7 +71,8 @@ def main() -> None:
                     help="epochs of every full fit (default: fit's, %(default)s, early stopping as fit does)")
     ap.add_argument("--refresh-epochs", type=int, help="epochs of every refresh (default: fit's for a refresh)")
     ap.add_argument("--refresh-lr", type=float, help="learning rate of every refresh (default: fit's for a refresh)")
-    ap.add_argument("--seed", type=int, default=42, help="seed of every fit (default %(default)s)")
+    ap.add_argument("--seeds", "--seed", type=int, nargs="+", default=[42],
+                    help="seed of every fit; several run the whole chain once per seed (default %(default)s)")
     ap.add_argument("--cache-dir", type=Path, help="text vector cache of every fit (default: a new, empty one); "
                     "a warm one leaves encoding out of both legs' times")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
@@ -92,44 +99,59 @@ def run_bench(args, tmp: Path) -> None:
     days = sorted(p.name.removeprefix("date=") for p in table.glob("date=*"))
     if len(days) < args.days + 4:
         raise SystemExit(f"error: {len(days)} days in {table}; need --days + 4")
-    common = ["--threads", str(args.threads), "--quiet", "--seed", str(args.seed),
-              "--cache-dir", str(args.cache_dir or tmp / "cache")]
-    full_args = ["--epochs", str(args.epochs), *common]
     refresh = FitConfig(args.model, init_from=".", epochs=args.refresh_epochs, lr=args.refresh_lr)
+    load = os.getloadavg()[0]
+    rows = []
+    for seed in args.seeds:
+        rows += chain(args, refresh, table, days, seed, tmp / f"seed-{seed}")
+
+    print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
+          f"replay {args.replay_days} day(s), {args.replay}; {args.threads} threads; "
+          f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'seed':>5} {'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} "
+          f"{'full s':>7} {'refresh s':>10} {'time ratio':>11}")
+    for r in rows:
+        print(f"{r['seed']:>5} {r['day']:<11} {r['full_auc']:>9.4f} {r['refresh_auc']:>12.4f} "
+              f"{r['refresh_auc'] - r['full_auc']:>+8.4f} {r['refresh_val_auc'] - r['full_val_auc']:>+9.4f} "
+              f"{r['full_s']:>7.1f} {r['refresh_s']:>10.1f} {r['refresh_s'] / r['full_s']:>11.2f}")
+    test = [r["refresh_auc"] - r["full_auc"] for r in rows]
+    val = [r["refresh_val_auc"] - r["full_val_auc"] for r in rows]
+    ratios = [r["refresh_s"] / r["full_s"] for r in rows]
+    print(f"mean test diff {sum(test) / len(test):+.4f}, test days within {WITHIN}: "
+          f"{sum(abs(d) <= WITHIN for d in test)} of {len(test)}, mean val diff {sum(val) / len(val):+.4f}, "
+          f"time ratio {min(ratios):.2f}-{max(ratios):.2f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "load_average": load, **vars(args)}, default=str, indent=2))
+
+
+def chain(args, refresh: FitConfig, table: Path, days: list[str], seed: int, tmp: Path) -> list[dict]:
+    """One seed's chain: the full fit of the day before the window, then per day a full fit and a
+    refresh from the day before's refresh (the first from that full fit)."""
+    common = ["--threads", str(args.threads), "--quiet", "--seed", str(seed),
+              "--cache-dir", str(args.cache_dir or tmp.parent / "cache")]
+    full_args = ["--epochs", str(args.epochs), *common]
     refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--replay-days", str(args.replay_days),
                     "--replay", args.replay, *common]
-    load = os.getloadavg()[0]
+    views = tmp.parent / "tables"
     start = days[-args.days - 1]
-    _, _ = fit([args.model, "--table", str(table_as_of(table, start, tmp / "tables")),
-                "--out", str(tmp / f"full-{start}"), *full_args])
+    fit([args.model, "--table", str(table_as_of(table, start, views)), "--out", str(tmp / f"full-{start}"), *full_args])
     previous = tmp / f"full-{start}"
     rows = []
     for day in days[-args.days:]:
-        view = table_as_of(table, day, tmp / "tables")
+        view = table_as_of(table, day, views)
         full_s, full = fit([args.model, "--table", str(view), "--out", str(tmp / f"full-{day}"), *full_args])
         ref_s, ref = fit([args.model, "--table", str(view), "--out", str(tmp / f"refresh-{day}"),
                           "--init-from", str(previous), *refresh_args])
         previous = tmp / f"refresh-{day}"
-        rows.append({"day": day, "full_auc": full["test"]["auc"], "refresh_auc": ref["test"]["auc"],
+        rows.append({"seed": seed, "day": day, "full_auc": full["test"]["auc"], "refresh_auc": ref["test"]["auc"],
                      "full_val_auc": full["val"]["auc"], "refresh_val_auc": ref["val"]["auc"],
                      "full_s": full_s, "refresh_s": ref_s,
                      "full_train_rows": full["split"]["rows"]["train"],
                      "refresh_train_rows": ref["split"]["rows"]["train"]})
-        print(f"{day}: full AUC {full['test']['auc']:.4f} in {full_s:.0f} s; "
+        print(f"seed {seed}, {day}: full AUC {full['test']['auc']:.4f} in {full_s:.0f} s; "
               f"refresh {ref['test']['auc']:.4f} in {ref_s:.0f} s", file=sys.stderr)
-
-    print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
-          f"replay {args.replay_days} day(s), {args.replay}; seed {args.seed}, {args.threads} threads; "
-          f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} {'full s':>7} "
-          f"{'refresh s':>10} {'time ratio':>11}")
-    for r in rows:
-        print(f"{r['day']:<11} {r['full_auc']:>9.4f} {r['refresh_auc']:>12.4f} "
-              f"{r['refresh_auc'] - r['full_auc']:>+8.4f} {r['refresh_val_auc'] - r['full_val_auc']:>+9.4f} "
-              f"{r['full_s']:>7.1f} {r['refresh_s']:>10.1f} {r['refresh_s'] / r['full_s']:>11.2f}")
-    print(f"load average at the end {os.getloadavg()[0]:.1f}")
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "load_average": load, **vars(args)}, default=str, indent=2))
+    return rows
 
 
 if __name__ == "__main__":
