@@ -253,29 +253,29 @@ class RunDir(Directory):
 
     # -- weights
 
-    def write_weights(self, state: dict) -> None:
+    def _write_tensors(self, name: str, tensors: dict) -> None:
         from safetensors.torch import save_file
 
-        with atomic_path(self.file(self.WEIGHTS)) as tmp:
-            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(tmp))
+        with atomic_path(self.file(name)) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
-    def weights(self) -> dict:
+    def _read_tensors(self, name: str) -> dict:
         from safetensors.torch import load_file
 
-        return load_file(self.file(self.WEIGHTS))
+        return load_file(self.file(name))
+
+    def write_weights(self, state: dict) -> None:
+        self._write_tensors(self.WEIGHTS, state)
+
+    def weights(self) -> dict:
+        return self._read_tensors(self.WEIGHTS)
 
     def write_optimizer(self, moments: dict) -> None:
-        from safetensors.torch import save_file
-
-        with atomic_path(self.file(self.OPTIMIZER)) as tmp:
-            save_file({k: v.contiguous().cpu() for k, v in moments.items()}, str(tmp))
+        self._write_tensors(self.OPTIMIZER, moments)
 
     def optimizer(self) -> dict:
         """The Adam moments a run kept; empty for a run written without them."""
-        from safetensors.torch import load_file
-
-        path = self.file(self.OPTIMIZER)
-        return load_file(path) if path.is_file() else {}
+        return self._read_tensors(self.OPTIMIZER) if self.file(self.OPTIMIZER).is_file() else {}
 
     # -- calibration
 
