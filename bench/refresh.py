@@ -1,13 +1,13 @@
 """Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
 
-    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 5] [--replay-days N]
-                            [--replay recent|spread] [--seeds 42 1 2]
+    python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 5] [--new-passes K]
+                            [--replay-days N] [--replay recent|spread] [--seeds 42 1 2]
 
 For each of the last --days days D of the table, both see the table as it stood on D (its days up to
 D; validation D-1, test D):
   full     `fit MODEL --epochs E` from scratch on every training day;
-  refresh  `fit MODEL --init-from <yesterday's run>` on the new training day plus --replay-days
-           earlier days' worth of rows (--replay: the last days, or drawn from every earlier day),
+  refresh  `fit MODEL --init-from <yesterday's run>` on the new training day (read --new-passes
+           times per epoch) plus --replay-days earlier days' worth of rows (--replay: the last days, or drawn from every earlier day),
            with fit's refresh defaults unless --refresh-epochs / --refresh-lr say otherwise; the
            first refresh starts from the full fit of the day before the window.
 Both run in this one process, one after the other, so they see the same machine load.
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--rows-per-day", type=int, default=5000, help="sample table size (default %(default)s)")
     ap.add_argument("--model", default="fusion", help="model to fit (default %(default)s)")
     ap.add_argument("--days", type=int, default=4, help="days refreshed (default %(default)s)")
+    ap.add_argument("--new-passes", type=int, default=FitConfig("dnn").new_passes,
+                    help="times a refresh reads each new day per epoch (default: fit's, %(default)s)")
     ap.add_argument("--replay-days", type=int, default=FitConfig("dnn").replay_days,
                     help="earlier days a refresh replays (default: fit's, %(default)s)")
     ap.add_argument("--replay", default=FitConfig("dnn").replay, choices=REPLAYS,
@@ -106,7 +108,7 @@ def run_bench(args, tmp: Path) -> None:
         rows += chain(args, refresh, table, days, seed, tmp / f"seed-{seed}")
 
     print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
-          f"replay {args.replay_days} day(s), {args.replay}; {args.threads} threads; "
+          f"new days x{args.new_passes}, replay {args.replay_days} day(s), {args.replay}; {args.threads} threads; "
           f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'seed':>5} {'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} "
           f"{'full s':>7} {'refresh s':>10} {'time ratio':>11}")
@@ -131,8 +133,8 @@ def chain(args, refresh: FitConfig, table: Path, days: list[str], seed: int, tmp
     common = ["--threads", str(args.threads), "--quiet", "--seed", str(seed),
               "--cache-dir", str(args.cache_dir or tmp.parent / "cache")]
     full_args = ["--epochs", str(args.epochs), *common]
-    refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--replay-days", str(args.replay_days),
-                    "--replay", args.replay, *common]
+    refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--new-passes", str(args.new_passes),
+                    "--replay-days", str(args.replay_days), "--replay", args.replay, *common]
     views = tmp.parent / "tables"
     start = days[-args.days - 1]
     fit([args.model, "--table", str(table_as_of(table, start, views)), "--out", str(tmp / f"full-{start}"), *full_args])

@@ -18,7 +18,7 @@ from trainer.artifacts import RunDir
 from trainer.batches import ordered_batches
 from trainer.cli import main
 from trainer.config import FitConfig
-from trainer.loop import Optimizers, masked_bce
+from trainer.loop import Optimizers, epoch_batches, masked_bce
 from trainer.prepare import prepare
 from trainer.preprocessing import Preprocessor
 from trainer.scoring import load_run, score, split_output, to_model
@@ -71,7 +71,8 @@ def test_refresh_trains_on_new_days_and_a_replay_window_from_the_parents_state(t
     m = metrics(out)
     # under auto the refresh keeps its parent's calibration method and refits its maps
     assert m["val"]["calibration"]["method"] == metrics(parent)["val"]["calibration"]["method"]
-    assert m["split"]["rows"]["train"] == 6000
+    # the replayed day once, each of the two new days twice (--new-passes 2, the default)
+    assert m["split"]["rows"]["train"] == 2000 + 2 * 2 * 2000
     assert m["test"]["auc"] > 0.6
     # and it is scored like any run
     assert main(["evaluate", str(out)]) == 0
@@ -83,8 +84,27 @@ def test_a_spread_replay_draws_the_rows_of_the_replay_days_from_every_earlier_da
                  "--replay-days", "1", "--replay", "spread", *FIT]) == 0
     assert config(out)["split"]["train_days"] == [f"2024-03-0{d}" for d in range(1, 6)]
     assert config(out)["config"]["replay"] == "spread"
-    # the two new days whole, and a third of each of the three earlier ones
-    assert metrics(out)["split"]["rows"]["train"] == 2000 * 2 + 3 * round(2000 / 3)
+    # the two new days twice, and a third of each of the three earlier ones
+    assert metrics(out)["split"]["rows"]["train"] == 2 * 2000 * 2 + 3 * round(2000 / 3)
+
+
+def test_an_epoch_of_a_refresh_reads_each_new_row_new_passes_times_and_each_replayed_row_once(tables, parent):
+    cfg = FitConfig("mmoe", table=str(tables[1]), init_from=str(parent), threads=1, batch_size=512, quiet=True,
+                    new_passes=3)
+    p = prepare(cfg)
+    assert p.day_shares == {"2024-03-04": 3, "2024-03-05": 3}
+    seen = {}
+    for batch in epoch_batches(p, cfg, 0):
+        for row in zip(*(batch[k].reshape(len(batch["label"]), -1).tolist() for k in ("ids", "dense"))):
+            key = str(row)
+            seen[key] = seen.get(key, 0) + 1
+    assert sum(seen.values()) == p.n_train_rows == 2000 + 3 * 2 * 2000
+    # rows of the new days come three times, the replayed day's once (their ids and dense columns tell
+    # the rows apart; a repeated impression would count more)
+    assert sorted(set(seen.values())) == [1, 3]
+    assert sum(n for n in seen.values() if n == 1) == 2000
+    with pytest.raises(Exception, match="--new-passes must be 1 or more"):
+        prepare(cfg.replace(new_passes=0))
 
 
 def test_refresh_refuses_another_model_and_nothing_new(tables, parent, tmp_path, capsys):

@@ -52,9 +52,10 @@ def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Featu
                      buffer_rows: int, seed: int, epoch: int, repeat: int = 0,
                      day_shares: dict[str, float] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Training batches of `fragments`, read in order, rows shuffled within a buffer of
-    `buffer_rows` (memory grows with the buffer, never with the table); every row exactly once,
-    in an order fixed by (seed, epoch, repeat). A day in `day_shares` gives only that share of its
-    rows, a different draw each epoch."""
+    `buffer_rows` (memory grows with the buffer, never with the table); every row once, in an
+    order fixed by (seed, epoch, repeat). A day in `day_shares` gives each of its rows that many
+    times, into the same buffer (a whole number above 1: a refresh's new days), or only that share
+    of its rows, a different draw each epoch (below 1)."""
     rng = np.random.default_rng([seed, epoch, repeat])
     draw = np.random.default_rng([seed, epoch, repeat, 2])
     buffer: list[dict] = []
@@ -79,8 +80,10 @@ def shuffled_batches(table: Table, fragments: list[ds.Fragment], features: Featu
                 batch = batch.filter(pa.array(draw.random(batch.num_rows) < share))
             if not batch.num_rows:
                 continue
-            buffer.append(features(batch))
-            held += batch.num_rows
+            arrays = features(batch)
+            for _ in range(max(1, int(share))):
+                buffer.append(arrays)
+                held += batch.num_rows
             if held >= buffer_rows:
                 yield from drain(buffer)
                 buffer, held = [], 0

@@ -105,6 +105,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("init_from", "daily refresh: start from this run's weights, Adam moments, preprocessing and content side and "
         "train on the training days after its own (their ids join the counts, and ids that reach "
         "--min-count get their own id row, started from the row they read before)", metavar="RUN_DIR")
+    opt("new_passes", "with --init-from, read each new training day this many times per epoch", type=positive)
     opt("replay_days", "with --init-from, also train on as many rows as this many earlier training days hold",
         type=int)
     opt("replay", "which earlier rows: recent, the earlier run's last --replay-days training days; spread, "

@@ -133,7 +133,8 @@ def prepare(cfg: FitConfig) -> Prepared:
 
 def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: int, world, simulation) -> Prepared:
     """A daily refresh: the earlier run's weights, preprocessing and content side, trained on the
-    training days after its own plus its last `replay_days` training days.
+    training days after its own (each read `new_passes` times per epoch) plus its last
+    `replay_days` training days.
 
     Only the new days are read to update the preprocessing: their ids are added to the training-day
     counts, and an id that now reaches `min_count` gets its own row in the id table, initialised
@@ -148,6 +149,8 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
         raise TrainerError(f"--init-from {cfg.init_from} is a {parent.cfg['model']} run, not {cfg.model}")
     if cfg.replay_days < 0:
         raise TrainerError("--replay-days must be 0 or more")
+    if cfg.new_passes < 1:
+        raise TrainerError("--new-passes must be 1 or more")
     before = parent.cfg["split"]["train_days"]
     new = [d for d in split["train_days"] if d > before[-1]]
     if not new:
@@ -165,6 +168,7 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
     else:
         raise TrainerError(f"--replay must be one of {', '.join(REPLAYS)}, not {cfg.replay!r}")
     split = {**split, "train_days": replay + new}
+    shares.update({d: cfg.new_passes for d in new})
     prep = parent.prep.extend(table.batches(new, ID_COLUMNS), parent.cfg["config"]["max_vocab"])
     spec = {**parent.cfg["spec"], "id_cardinalities": prep.id_cardinalities}
     model = MODELS[cfg.model](spec, **parent.cfg["hparams"])

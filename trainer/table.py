@@ -114,7 +114,7 @@ class Table:
     @classmethod
     def count_rows(cls, fragments: Iterable[ds.Fragment], day_shares: dict[str, float] | None = None) -> int:
         """Rows of `fragments`; a day in `day_shares` counts its share of them (what a reader that
-        keeps that share yields, in expectation)."""
+        keeps that share, or reads its rows that many times, yields, in expectation)."""
         shares = day_shares or {}
         return sum(round(shares.get(cls.day_of(f), 1.0) * f.count_rows()) for f in fragments)
 
