@@ -88,11 +88,10 @@ def test_a_texts_vector_does_not_depend_on_the_texts_encoded_with_it(encoder):
     # texts each run had encoded together, and a fresh cache gave another fit. (onnxruntime's
     # kernels and torch's still round by batch size, in float32's last bits; dynamic int8 takes
     # its activation scales from the whole batch.)
-    backend = FAST_BACKEND
     words = " ".join(TEXTS[:6]).replace(".", "").replace(",", "").split()
     texts = [" ".join(words[i % 11:i % 11 + 1 + i % 37]) + f" {i}" for i in range(600)]
     try:
-        enc = encoder(device="cpu", backend=backend)
+        enc = encoder(device="cpu", backend=FAST_BACKEND)
         together = enc.encode(texts)
     except ImportError as e:
         pytest.skip(str(e))  # an optional package of the fast extra is not installed
