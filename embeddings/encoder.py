@@ -189,13 +189,15 @@ class SentenceEncoder(_LocalModel):
 
     @property
     def _runner(self):
+        # torch runs the sentence-transformers model as it stands; other backends run its exported graph
+        if self.backend == "torch":
+            return SentenceRunner(self._model)
         return load_runner(self.name_or_path, self.is_local, self.model_id, "sentence",
                            self.backend, self.device)
 
     @property
     def dim(self) -> int:
-        return (self._runner if self.backend != "torch" else SentenceRunner(self._model)).dim
+        return self._runner.dim
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        runner = self._runner if self.backend != "torch" else SentenceRunner(self._model)
-        return encode_sorted(runner, texts, self.max_tokens, self.batch_size, "encode sentences")
+        return encode_sorted(self._runner, texts, self.max_tokens, self.batch_size, "encode sentences")

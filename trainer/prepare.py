@@ -62,7 +62,7 @@ class Prepared:
     # its training rows per epoch, a day read in part counting its share (the preprocessing counts the
     # earlier run's)
     refresh_rows: int | None = None
-    day_shares: dict[str, float] = field(default_factory=dict)  # training days read in part: share of rows
+    day_shares: dict[str, float] = field(default_factory=dict)  # days read in part (share of rows) or repeatedly
     moments: dict = field(default_factory=dict)  # a refresh's optimiser state: the parent's, grown as its tables
 
     @property
