@@ -170,12 +170,13 @@ def base_build(dbt_build, raw_input):
 
 def test_dbt_unit_tests_pin_the_point_in_time_semantics(dbt_build, raw_input, base_build):
     """The unit_tests: of warehouse/models (window over calendar days with gaps, state carried into
-    rebuilt days, a late day) on their fixtures, in the schema of a finished build (dbt reads the
+    rebuilt days, a late day, the pair snapshot's grain) on their fixtures, in the schema of a finished build (dbt reads the
     column types of a fixture's model from it)."""
     run = dbt_build(raw_input[0], "wh_base", "--select", "test_type:unit", command="test")
     assert run.success, run.failures()
     names = {r.node.name for r in run.result.result}
-    assert len(names) >= 5 and "short_window_spans_calendar_days_with_gaps" in names, names
+    assert len(names) >= 6 and {"short_window_spans_calendar_days_with_gaps",
+                                "the_pair_snapshot_has_one_row_per_pair"} <= names, names
 
 
 # --------------------------------------------------------------------------- hand-computed
