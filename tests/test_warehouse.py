@@ -170,8 +170,8 @@ def base_build(dbt_build, raw_input):
 
 def test_dbt_unit_tests_pin_the_point_in_time_semantics(dbt_build, raw_input, base_build):
     """The unit_tests: of warehouse/models (window over calendar days with gaps, state carried into
-    rebuilt days, a late day, the pair snapshot's grain) on their fixtures, in the schema of a finished build (dbt reads the
-    column types of a fixture's model from it)."""
+    rebuilt days, a late day, the pair snapshot's grain) on their fixtures, in the schema of a
+    finished build (dbt reads the column types of a fixture's model from it)."""
     run = dbt_build(raw_input[0], "wh_base", "--select", "test_type:unit", command="test")
     assert run.success, run.failures()
     names = {r.node.name for r in run.result.result}
