@@ -7,9 +7,10 @@ For each of the last --days days D of the table, both see the table as it stood 
 D; validation D-1, test D):
   full     `fit MODEL --epochs E` from scratch on every training day;
   refresh  `fit MODEL --init-from <yesterday's run>` on the new training day (read --new-passes
-           times per epoch) plus --replay-days earlier days' worth of rows (--replay: the last days, or drawn from every earlier day),
-           with fit's refresh defaults unless --refresh-epochs / --refresh-lr say otherwise; the
-           first refresh starts from the full fit of the day before the window.
+           times per epoch) plus --replay-days earlier days' worth of rows (--replay: the last
+           days, or drawn from every earlier day), with fit's refresh defaults unless
+           --refresh-epochs / --refresh-lr say otherwise; the first refresh starts from the full
+           fit of the day before the window.
 Both run in this one process, one after the other, so they see the same machine load.
 Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days). The runs go to a
 temporary directory, removed at the end unless --keep-runs is given.
