@@ -42,7 +42,8 @@ class TextConfig:
     text_model: str | None = option(None, "text encoder (default: the bundled all-MiniLM-L6-v2)",
                                     metavar="NAME_OR_PATH")
     pooling: str = option("last4-mean", "token pooling of the text encoder", choices=POOLINGS)
-    whiten_dim: int = option(16, "whitened vector width: the leading directions kept (README, Results)")
+    whiten_dim: int = option(16, "whitened vector width: the leading directions kept (README, \"How wide the "
+                                 "whitened vectors are\")")
     sentence_model: str | None = option(None, "fallback sentence encoder (default: the bundled all-MiniLM-L6-v2)",
                                         metavar="NAME_OR_PATH")
     cache_dir: str = option(".cache/text_vectors", "text vector cache (\"\": none)")
