@@ -44,9 +44,28 @@ def test_auto_picks_by_out_of_fold_logloss_and_records_why():
     y, p, scene = miscalibrated()
     cal = C.fit("auto", y, p, scene)
     assert cal.method in C.METHODS
-    assert set(cal.choice) == {"platt", "isotonic", "raw"}
+    assert set(cal.choice) == {"platt", "platt_prior", "isotonic", "raw"}
     assert cal.choice[cal.method] == min(cal.choice["platt"], cal.choice["isotonic"])
     assert cal.choice[cal.method] < cal.choice["raw"]
+
+
+def test_platt_prior_is_weak_where_the_scores_are_off_and_strong_where_they_are_right():
+    """Miscalibrated scores take little or no pull toward the identity map; scores already
+    calibrated take a strong one, so their map stays near the identity instead of fitting noise."""
+    y, p, scene = miscalibrated(20000)
+    off = C.fit("platt", y, p, scene)
+    assert off.choice["platt_prior"] <= 300
+    assert abs(off.maps[0]["b"] + 1.0) < 0.1  # scene 0 scores 1 logit too high
+    rng = np.random.default_rng(1)
+    n = 20000
+    right = rng.uniform(0.02, 0.3, n)
+    clicks = (rng.random(n) < right).astype(np.float64)
+    scenes = rng.integers(0, 3, n)
+    on = C.fit("platt", clicks, right, scenes)
+    free = {s: C.fit_map("platt", clicks[scenes == s], right[scenes == s]) for s in range(3)}
+    assert on.choice["platt_prior"] >= 1000
+    for s in range(3):
+        assert abs(on.maps[s]["a"] - 1) + abs(on.maps[s]["b"]) < abs(free[s]["a"] - 1) + abs(free[s]["b"])
 
 
 def test_stored_numbers_give_the_same_probabilities(tmp_path):

@@ -69,8 +69,12 @@ def test_refresh_trains_on_new_days_and_a_replay_window_from_the_parents_state(t
         json.loads((parent / "preprocessing.json").read_text())["mean"]
     assert after["spec"]["id_cardinalities"] > before["spec"]["id_cardinalities"]
     m = metrics(out)
-    # under auto the refresh keeps its parent's calibration method and refits its maps
+    # under auto the refresh keeps its parent's calibration method and Platt prior, and refits its maps
     assert m["val"]["calibration"]["method"] == metrics(parent)["val"]["calibration"]["method"]
+    kept = json.loads((parent / "calibration.json").read_text())["choice"]
+    refitted = json.loads((out / "calibration.json").read_text())["choice"]
+    assert refitted.get("platt_prior") == kept.get("platt_prior")
+    assert set(refitted) <= {"platt_prior"}  # nothing chosen again: no out-of-fold losses
     # the replayed day once, each of the two new days twice (--new-passes 2, the default)
     assert m["split"]["rows"]["train"] == 2000 + 2 * 2 * 2000
     assert m["test"]["auc"] > 0.6

@@ -91,8 +91,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("scene_weights", "reweight the loss by inverse scene frequency on the training days",
         choices=["none", "balanced"])
     opt("calibration", "per-scene map of the probabilities fitted on the validation days; auto picks "
-        "platt or isotonic by out-of-fold validation logloss (a refresh keeps its parent's pick and "
-        "refits the maps)", choices=list(CALIBRATIONS))
+        "platt or isotonic by out-of-fold validation logloss; platt's pull toward the identity map is "
+        "chosen the same way (a refresh keeps its parent's pick and refits the maps)",
+        choices=list(CALIBRATIONS))
     opt("min_count", "training-day impressions an id needs for its own embedding; rarer and unseen "
         "ids share hash buckets", type=positive)
     opt("max_vocab", "most frequent ids kept per field", type=positive)

@@ -62,9 +62,11 @@ def training_ctr(p: Prepared) -> dict:
 
 
 def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
-                    calibration: str | C.Calibration = "none", val: dict | None = None) -> tuple[dict, C.Calibration]:
+                    calibration: str | tuple | C.Calibration = "none", val: dict | None = None
+                    ) -> tuple[dict, C.Calibration]:
     """metrics.json for the validation and test days, and the calibration its probabilities went
-    through: a method name fits one on the validation rows, a Calibration is applied as it is. The
+    through: a method name, or (method, Platt prior), fits one on the validation rows; a Calibration
+    is applied as it is. The
     per-row scores, calibrated and raw, go to `run`. `val`: the validation days' scores, when the
     model at hand has scored them already."""
     result = {"model": model_name,
@@ -75,9 +77,10 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
                               score_days(model, p, p.split[f"{part}_days"], eval_batch_size))
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
-    if isinstance(calibration, str):
+    if not isinstance(calibration, C.Calibration):
+        method, prior = (calibration, None) if isinstance(calibration, str) else calibration
         val = parts["val"]
-        calibration = C.fit(calibration, val["label"], val["probability"], val["scene"])
+        calibration = C.fit(method, val["label"], val["probability"], val["scene"], prior)
     rates = training_ctr(p)
     extras_summary = {}
     for part, rows in parts.items():
@@ -104,11 +107,14 @@ def score_columns(rows: dict, scenes: list[int]) -> dict:
     return columns
 
 
-def calibration_method(cfg: FitConfig, p: Prepared) -> str:
-    """The calibration a fit asks for; under `auto` a refresh keeps its parent's choice (the choice
-    is model selection, like the hyperparameters it keeps) and only refits the maps."""
-    inherited = p.parent.calibration.method if p.parent is not None else "none"
-    return inherited if cfg.calibration == "auto" and inherited != "none" else cfg.calibration
+def calibration_method(cfg: FitConfig, p: Prepared) -> tuple[str, float | None]:
+    """The calibration a fit asks for, and the Platt prior to use (None: choose one). Under `auto` a
+    refresh keeps its parent's method and prior (the choice is model selection, like the
+    hyperparameters it keeps) and only refits the maps."""
+    parent = p.parent.calibration if p.parent is not None else C.Calibration()
+    if cfg.calibration == "auto" and parent.method != "none":
+        return parent.method, parent.choice.get("platt_prior")
+    return cfg.calibration, None
 
 
 def train_and_write(cfg: FitConfig, p: Prepared, model, out: Path) -> Path:
