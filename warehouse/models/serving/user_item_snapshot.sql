@@ -25,10 +25,31 @@ as_of as (
 
 ),
 
+-- The pairs seen on the rebuilt days. A daily run's are few beside the state's, so Spark broadcasts
+-- them, and the state's other pairs pass through as they are instead of being shuffled and summed
+-- again (at 10M rows a new day has 767k pairs, 76k of them among the state's 7.4M).
+seen_again as (
+
+    select distinct user_id, item_id
+    from daily
+
+),
+
+untouched as (
+
+    select user_id, item_id, imp, clk, last_date
+    from state
+    left anti join seen_again
+        using (user_id, item_id)
+
+),
+
 timeline as (
 
     select user_id, item_id, imp, clk, last_date
     from state
+    left semi join seen_again
+        using (user_id, item_id)
 
     union all
 
@@ -38,17 +59,28 @@ timeline as (
 ),
 
 -- One query day after every row: the sums before it are plain aggregates per pair.
-windowed as (
+totals as (
 
     select
         user_id,
         item_id,
-        {{ date_literal(plan.as_of) }} as date,
         sum(imp) as imp_hist,
         sum(clk) as clk_hist,
         max(last_date) as last_hist_date
     from timeline
     group by user_id, item_id
+
+    union all
+
+    select user_id, item_id, imp, clk, last_date
+    from untouched
+
+),
+
+windowed as (
+
+    select *, {{ date_literal(plan.as_of) }} as date
+    from totals
 
 ),
 
