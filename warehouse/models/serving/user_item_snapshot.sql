@@ -32,6 +32,9 @@ seen_again as (
 
     select distinct user_id, item_id
     from daily
+    {%- if plan.full %}
+    where false  -- a full build carries no state: nothing to pass through, every pair is summed
+    {%- endif %}
 
 ),
 
