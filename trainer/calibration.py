@@ -5,18 +5,18 @@ are off by scene misprices every auction. One calibrator per scene maps the mode
 calibrated one:
 
 - platt:    p' = sigmoid(a * logit(p) + b), fitted by logistic regression on logit(p) with a prior
-            that pulls (a, b) toward the identity (1, 0). Its strength, in rows, is chosen per run
-            from PRIORS by out-of-fold logloss (`choose_prior`): a model trained on logloss is often already close
-            to calibrated, and a map fitted freely on one validation day then fits that day's
+            that pulls (a, b) toward the identity (1, 0). Its strength is chosen per run from PRIORS
+            by out-of-fold logloss (`choose_prior`): a model trained on logloss is often already
+            close to calibrated, and a map fitted freely on one validation day then fits that day's
             noise, which the next day does not share;
 - isotonic: a monotone step function of p (scikit-learn's IsotonicRegression), plus p * 1e-6 so that
             it is strictly increasing and the ranking within a scene never changes.
 
 `auto` picks, for the whole run, the method with the lower out-of-fold logloss on the validation rows
 (5 folds), then refits it on all of them. Where the validation rows show no miscalibration, the
-chosen prior keeps every Platt map at about the identity, and the probabilities stay as they were. Both maps are stored as plain numbers in the run's
-calibration.json (written and read by `RunDir`) and applied with numpy alone (and in the ONNX export
-by the same formulas).
+chosen prior keeps every Platt map at about the identity, and the probabilities stay as they were.
+Both maps are stored as plain numbers in the run's calibration.json (written and read by `RunDir`)
+and applied with numpy alone (and in the ONNX export by the same formulas).
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .artifacts import RunDir
-from .metrics import logloss
+from .metrics import logloss, row_logloss
 
 METHODS = ("platt", "isotonic")
 CHOICES = ("auto", "none", *METHODS)
 FOLDS = 5
-PRIORS = (0, 100, 300, 1000, 3000, 10000, 30000, 100000)  # pseudo-rows at the identity map
+# weights of the pull toward the identity, against the summed logloss of a scene's rows
+PRIORS = (0, 100, 300, 1000, 3000, 10000, 30000, 100000)
 MIN_ROWS = 200  # a scene with fewer validation rows (or one class only) keeps its raw probabilities
 EPS = 1e-7
 TIE_BREAK = 1e-6
@@ -111,22 +112,15 @@ def out_of_fold(method: str, y: np.ndarray, p: np.ndarray, scene: np.ndarray, pr
     return out
 
 
-def _row_logloss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
-
-
 def choose_prior(y: np.ndarray, p: np.ndarray, scene: np.ndarray) -> tuple[float, float]:
     """The strongest Platt prior of PRIORS whose out-of-fold logloss is within one standard error of
     the best one's, and that logloss. The losses of neighbouring priors differ by less than their
     noise on one day of rows, so the lowest alone would often pick a weak prior by chance; the
     standard error is that of the per-row difference from the best, paired on the same rows."""
-    losses = {prior: _row_logloss(y, out_of_fold("platt", y, p, scene, prior)) for prior in PRIORS}
-    best = min(losses, key=lambda prior: losses[prior].mean())
-    def close(prior: float) -> bool:
-        diff = losses[prior] - losses[best]
-        return diff.mean() <= diff.std() / np.sqrt(len(diff))
-    chosen = max(prior for prior in PRIORS if close(prior))
+    losses = {prior: row_logloss(y, out_of_fold("platt", y, p, scene, prior)) for prior in PRIORS}
+    best = losses[min(losses, key=lambda prior: losses[prior].mean())]
+    diffs = {prior: loss - best for prior, loss in losses.items()}
+    chosen = max(prior for prior, d in diffs.items() if d.mean() <= d.std() / np.sqrt(len(d)))
     return chosen, float(losses[chosen].mean())
 
 

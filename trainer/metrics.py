@@ -52,12 +52,17 @@ def auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+def row_logloss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Each row's logloss."""
+    y = np.asarray(y, np.float64)
+    p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
 def logloss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float | None:
     if len(y) == 0:
         return None
-    y = np.asarray(y, np.float64)
-    p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    return float(row_logloss(y, p, eps).mean())
 
 
 def gauc(y: np.ndarray, p: np.ndarray, users: np.ndarray) -> float | None:

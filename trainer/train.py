@@ -62,13 +62,12 @@ def training_ctr(p: Prepared) -> dict:
 
 
 def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, run: RunDir | None = None,
-                    calibration: str | tuple | C.Calibration = "none", val: dict | None = None
-                    ) -> tuple[dict, C.Calibration]:
+                    calibration: tuple[str, float | None] | C.Calibration = ("none", None),
+                    val: dict | None = None) -> tuple[dict, C.Calibration]:
     """metrics.json for the validation and test days, and the calibration its probabilities went
-    through: a method name, or (method, Platt prior), fits one on the validation rows; a Calibration
-    is applied as it is. The
-    per-row scores, calibrated and raw, go to `run`. `val`: the validation days' scores, when the
-    model at hand has scored them already."""
+    through: (method, Platt prior or None to choose one) fits one on the validation rows; a
+    Calibration is applied as it is. The per-row scores, calibrated and raw, go to `run`. `val`: the
+    validation days' scores, when the model at hand has scored them already."""
     result = {"model": model_name,
               "split": {**p.split, "rows": {"train": p.n_train_rows}}}
     parts = {}
@@ -78,9 +77,8 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
     if not isinstance(calibration, C.Calibration):
-        method, prior = (calibration, None) if isinstance(calibration, str) else calibration
         val = parts["val"]
-        calibration = C.fit(method, val["label"], val["probability"], val["scene"], prior)
+        calibration = C.fit(calibration[0], val["label"], val["probability"], val["scene"], calibration[1])
     rates = training_ctr(p)
     extras_summary = {}
     for part, rows in parts.items():
