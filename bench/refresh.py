@@ -1,14 +1,15 @@
 """Daily refresh against a full retrain, day by day: next-day AUC and wall time of each.
 
     python bench/refresh.py [--table DIR] [--model fusion] [--days 4] [--epochs 5] [--new-passes K]
-                            [--replay-days N] [--replay recent|spread] [--seeds 42 1 2]
+                            [--replay-days N] [--replay recent|spread] [--keep-parent S] [--seeds 42 1 2]
 
 For each of the last --days days D of the table, both see the table as it stood on D (its days up to
 D; validation D-1, test D):
   full     `fit MODEL --epochs E` from scratch on every training day;
   refresh  `fit MODEL --init-from <yesterday's run>` on the new training day (read --new-passes
            times per epoch) plus --replay-days earlier days' worth of rows (--replay: the last
-           days, or drawn from every earlier day), with fit's refresh defaults unless
+           days, or drawn from every earlier day), keeping --keep-parent of the weights it
+           started from, with fit's refresh defaults unless
            --refresh-epochs / --refresh-lr say otherwise; the first refresh starts from the full
            fit of the day before the window.
 Both run in this one process, one after the other, so they see the same machine load.
@@ -70,6 +71,8 @@ def main() -> None:
                     help="earlier days a refresh replays (default: fit's, %(default)s)")
     ap.add_argument("--replay", default=FitConfig("dnn").replay, choices=REPLAYS,
                     help="which earlier rows a refresh replays (default: fit's, %(default)s)")
+    ap.add_argument("--keep-parent", type=float, default=FitConfig("dnn").keep_parent,
+                    help="share of its parent's weights a refresh keeps (default: fit's, %(default)s)")
     ap.add_argument("--epochs", type=int, default=FitConfig("dnn").epochs,
                     help="epochs of every full fit (default: fit's, %(default)s, early stopping as fit does)")
     ap.add_argument("--refresh-epochs", type=int, help="epochs of every refresh (default: fit's for a refresh)")
@@ -109,7 +112,8 @@ def run_bench(args, tmp: Path) -> None:
         rows += chain(args, refresh, table, days, seed, tmp / f"seed-{seed}")
 
     print(f"\n{args.model}: full fit {args.epochs} epochs; refresh {refresh.epochs} epoch(s) at lr {refresh.lr:g}, "
-          f"new days x{args.new_passes}, replay {args.replay_days} day(s), {args.replay}; {args.threads} threads; "
+          f"new days x{args.new_passes}, replay {args.replay_days} day(s), {args.replay}, "
+          f"keep {args.keep_parent:g} of the parent; {args.threads} threads; "
           f"load average at start {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'seed':>5} {'test day':<11} {'full AUC':>9} {'refresh AUC':>12} {'diff':>8} {'val diff':>9} "
           f"{'full s':>7} {'refresh s':>10} {'time ratio':>11}")
@@ -135,7 +139,8 @@ def chain(args, refresh: FitConfig, table: Path, days: list[str], seed: int, tmp
               "--cache-dir", str(args.cache_dir or tmp.parent / "cache")]
     full_args = ["--epochs", str(args.epochs), *common]
     refresh_args = ["--epochs", str(refresh.epochs), "--lr", str(refresh.lr), "--new-passes", str(args.new_passes),
-                    "--replay-days", str(args.replay_days), "--replay", args.replay, *common]
+                    "--replay-days", str(args.replay_days), "--replay", args.replay,
+                    "--keep-parent", str(args.keep_parent), *common]
     views = tmp.parent / "tables"
     start = days[-args.days - 1]
     fit([args.model, "--table", str(table_as_of(table, start, views)), "--out", str(tmp / f"full-{start}"), *full_args])

@@ -187,6 +187,27 @@ def test_a_refresh_continues_the_parents_optimiser(tables, parent):
     assert moved[True] < 0.5 * moved[False]
 
 
+def test_a_refresh_keeps_its_share_of_the_parents_weights(tables, parent, tmp_path):
+    """At the epoch's end the refreshed weights move back --keep-parent of the way to the parent's (its
+    id tables grown): the same one-epoch refresh kept at 0.4 lies on the line from the plain fine-tune
+    to them."""
+    grown = prepare(FitConfig("mmoe", table=str(tables[1]), init_from=str(parent), threads=1)).start.state_dict()
+    weights = {}
+    for share in (0.0, 0.4):
+        out = tmp_path / f"keep-{share}"
+        assert main(["fit", "mmoe", "--table", str(tables[1]), "--out", str(out), "--init-from", str(parent),
+                     "--keep-parent", str(share), *FIT, "--epochs", "1"]) == 0
+        weights[share] = load_run(out).model.state_dict()
+    moved = 0.0
+    for name, value in weights[0.0].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(weights[0.4][name], 0.6 * value + 0.4 * grown[name], rtol=1e-5, atol=1e-6)
+            moved += float((value - grown[name]).abs().sum())
+    assert moved > 1.0  # the fine-tune moved away from the parent: the line has a length
+    with pytest.raises(Exception, match="--keep-parent must be at least 0 and below 1"):
+        prepare(FitConfig("mmoe", table=str(tables[1]), init_from=str(parent), keep_parent=1.0))
+
+
 @pytest.mark.slow
 def test_a_refresh_of_a_run_whose_guard_turned_the_text_off_scores_it_again(tables, tmp_path):
     """A parent kept as its backbone alone trains its refresh without the content side; the refresh's

@@ -112,6 +112,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     opt("replay", "which earlier rows: recent, the earlier run's last --replay-days training days; spread, "
         "the same number of rows drawn evenly from every earlier training day of the table (a new draw "
         "each epoch)", choices=REPLAYS)
+    opt("keep_parent", "with --init-from, the share of the earlier run's weights kept: at each epoch's end "
+        "the weights move back this share of the way to the earlier run's (0: plain fine-tuning)", type=float)
     opt("precision", "forward pass precision; bfloat16 autocast is ~1.5x faster on CPUs with bf16 "
         "support, weights and evaluation stay float32", choices=["float32", "bfloat16"])
     opt("quiet", "no progress bars or per-epoch lines", action="store_true")

@@ -122,6 +122,14 @@ class Optimizers:
                 g["lr"] *= factor
 
 
+def blend_toward(model: torch.nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
+    """Move every float weight of `model` back `share` of the way to its value in `start`."""
+    with torch.no_grad():
+        for name, value in model.state_dict().items():  # views of the weights: changed in place
+            if value.is_floating_point():
+                value.lerp_(start[name], share)
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -171,6 +179,9 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
                      sparse=not (w.parallel and device.type == "cuda"))
     if p.moments:
         opt.load_moments(p.moments)
+    # a refresh keeps a share of its parent's weights (FitConfig.keep_parent)
+    parent = ({k: v.detach().clone() for k, v in model.state_dict().items()}
+              if p.parent is not None and cfg.keep_parent else None)
     model = distributed.wrap(model, w)
     sw = (torch.tensor(fit_scene_weights(p.prep.state["scene_counts"]), dtype=torch.float32, device=device)
           if cfg.scene_weights == "balanced" else None)
@@ -200,6 +211,8 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         bar.close()
+        if parent is not None:
+            blend_toward(distributed.unwrap(model), parent, cfg.keep_parent)
         opt.decay(cfg.lr_decay)
         elapsed = time.perf_counter() - t0
         val = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)

@@ -151,6 +151,8 @@ def prepare_refresh(cfg: FitConfig, table: Table, split: dict, device, threads: 
         raise TrainerError("--replay-days must be 0 or more")
     if cfg.new_passes < 1:
         raise TrainerError("--new-passes must be 1 or more")
+    if not 0 <= cfg.keep_parent < 1:
+        raise TrainerError(f"--keep-parent must be at least 0 and below 1, not {cfg.keep_parent:g}")
     before = parent.cfg["split"]["train_days"]
     new = [d for d in split["train_days"] if d > before[-1]]
     if not new:
