@@ -12,7 +12,9 @@ D; validation D-1, test D):
            started from, with fit's refresh defaults unless
            --refresh-epochs / --refresh-lr say otherwise; the first refresh starts from the full
            fit of the day before the window.
-Both run in this one process, one after the other, so they see the same machine load.
+Both run in this one process, one after the other, so they see the same machine load. With
+several --seeds it also prints how far the full fits of different seeds are from each other on the
+same day: a refresh's difference to one of them carries that spread too.
 Without --table it writes a synthetic.sample_table (--rows-per-day x 10 days). The runs go to a
 temporary directory, removed at the end unless --keep-runs is given.
 """
@@ -127,9 +129,22 @@ def run_bench(args, tmp: Path) -> None:
     print(f"mean test diff {sum(test) / len(test):+.4f}, test days within {WITHIN}: "
           f"{sum(abs(d) <= WITHIN for d in test)} of {len(test)}, mean val diff {sum(val) / len(val):+.4f}, "
           f"time ratio {min(ratios):.2f}-{max(ratios):.2f}")
+    floor = seed_spread(rows)
+    if floor:
+        print(f"for scale, full fits of different seeds on the same day: within {WITHIN} of each other on "
+              f"{sum(d <= WITHIN for d in floor)} of {len(floor)} pairs, largest {max(floor):.4f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "load_average": load, **vars(args)}, default=str, indent=2))
+
+
+def seed_spread(rows: list[dict]) -> list[float]:
+    """|AUC difference| of every pair of full fits of one test day with different seeds: how far a
+    full retrain is from another, which a refresh's difference to one of them also carries."""
+    by_day: dict[str, list[float]] = {}
+    for r in rows:
+        by_day.setdefault(r["day"], []).append(r["full_auc"])
+    return [abs(a - b) for aucs in by_day.values() for i, a in enumerate(aucs) for b in aucs[i + 1:]]
 
 
 def chain(args, refresh: FitConfig, table: Path, days: list[str], seed: int, tmp: Path) -> list[dict]:
