@@ -64,7 +64,8 @@ class FitConfig:
     # were themselves blended so, in a chain of daily refreshes): trained on a few recent days, a
     # refresh drifts from what the earlier days taught, and the blend keeps part of it. On
     # bench/refresh.py's validation days (3 seeds x 4 days), 0.3 against none: fusion -0.0007 against
-    # -0.0015 behind a full fit, mmoe -0.0009 against -0.0022; 0.5 gave fusion -0.0015
+    # -0.0015 behind a full fit, mmoe -0.0009 against -0.0022; 0.2 / 0.4 / 0.5 gave fusion -0.0008 /
+    # -0.0010 / -0.0015
     keep_parent: float = 0.3
     # -- hardware
     device: str = "auto"
