@@ -211,10 +211,10 @@ def train_loop(model, p: Prepared, cfg: FitConfig) -> tuple[list[dict], dict[str
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
         bar.close()
+        elapsed = time.perf_counter() - t0  # of the training steps alone: samples/s below
         if parent is not None:
             blend_toward(distributed.unwrap(model), parent, cfg.keep_parent)
         opt.decay(cfg.lr_decay)
-        elapsed = time.perf_counter() - t0
         val = score_days(model, p, p.split["val_days"], cfg.eval_batch_size)
         val_auc = M.auc(val["label"], val["probability"]) if val else None
         score_ = -1.0 if val_auc is None else val_auc

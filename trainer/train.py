@@ -77,8 +77,9 @@ def compute_metrics(model, p: Prepared, model_name: str, eval_batch_size: int, r
         if not rows:
             raise TrainerError(f"empty split: no rows on day(s) {', '.join(p.split[f'{part}_days'])}")
     if not isinstance(calibration, C.Calibration):
+        method, prior = calibration
         val = parts["val"]
-        calibration = C.fit(calibration[0], val["label"], val["probability"], val["scene"], calibration[1])
+        calibration = C.fit(method, val["label"], val["probability"], val["scene"], prior)
     rates = training_ctr(p)
     extras_summary = {}
     for part, rows in parts.items():
