@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -27,7 +30,7 @@ from trainer.loop import fit_scene_weights, masked_bce
 from trainer.models import MODELS
 from trainer.models.layers import hyperparameters
 from trainer.preprocessing import Preprocessor
-from trainer.table import Table, split_days
+from trainer.table import Table, TrainerError, split_days, stable_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 ID_MODELS = [name for name, model in MODELS.items() if not model.uses_text]  # no content side
@@ -262,6 +265,40 @@ def test_preprocessing_is_fitted_on_training_days_only(runs, table):
     test = np.concatenate([b["cold_user"] for b in ordered_batches(t, split["test_days"], features)])
     later = ~np.isin(test_users, np.asarray(index))
     assert later.any() and (test[later] == 0).all() and (test[~later] != 0).all()
+
+
+@pytest.mark.slow
+def test_a_null_dense_value_reads_as_zero_and_an_unknown_scene_is_named(runs, table):
+    prep = Preprocessor.load(RunDir(runs["dnn"]))
+    t = Table(table)
+    batch = next(t.batches(t.days[-1:], Features(prep).columns))
+    nulls = pa.array(np.arange(batch.num_rows) < 5)
+    names = [prep.state["dense_columns"][k] for k in (0, 1, -1)]
+    assert {str(batch.column(c).type) for c in names} >= {"int64", "double"}  # both kinds of column
+
+    def replaced(value) -> pa.RecordBatch:
+        columns = [pc.if_else(nulls, pa.scalar(value, batch.column(c).type), batch.column(c))
+                   if c in names else batch.column(c) for c in batch.schema.names]
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+    with_nulls, with_zeros = prep.transform(replaced(None))["dense"], prep.transform(replaced(0))["dense"]
+    np.testing.assert_array_equal(with_nulls, with_zeros)
+    np.testing.assert_array_equal(with_nulls[5:], prep.transform(batch)["dense"][5:])
+    assert not np.array_equal(with_zeros[:5], prep.transform(batch)["dense"][:5])
+
+    scenes = pc.if_else(nulls, pa.scalar(99, batch.column("scene").type), batch.column("scene"))
+    odd = batch.set_column(batch.schema.get_field_index("scene"), "scene", scenes)
+    with pytest.raises(TrainerError, match=r"\[99\]"):
+        prep.transform(odd)
+    known = prep.transform(batch)["scene"]
+    assert known.min() >= 0 and np.array_equal(np.asarray(prep.scenes)[known], batch.column("scene").to_numpy())
+
+
+def test_stable_hash_gives_the_hashes_runs_were_saved_with():
+    ids = np.array(["u1", "", "用户的查询", "x" * 500, "u1"], dtype=object)
+    # pandas' default hashing (categorize=True), which every earlier run's hash buckets came from
+    np.testing.assert_array_equal(stable_hash(ids), pd.util.hash_array(ids))
+    assert stable_hash(ids)[0] == stable_hash(ids)[4] == np.uint64(2984610181246591869)
 
 
 # ---------------------------------------------------------------------------- errors

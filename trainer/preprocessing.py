@@ -59,7 +59,8 @@ class Preprocessor:
         self.std = np.asarray(state["std"], dtype=np.float32)
         self.log_mask = np.isin(state["dense_columns"], state["log_columns"])
         self.scenes = list(state["scenes"])
-        self.scene_index = pd.Index(self.scenes)
+        self._scene_order = np.argsort(np.asarray(self.scenes, dtype=np.int64), kind="stable")
+        self._scene_sorted = np.asarray(self.scenes, dtype=np.int64)[self._scene_order]
         self.hash_buckets = int(state["hash_buckets"])
         self.vocab = {f: pd.Index(v, dtype=object) for f, v in vocab.items()}
         self.counts = {f: (pd.Index(ids, dtype=object), np.asarray(n, np.int64)) for f, (ids, n) in counts.items()}
@@ -195,6 +196,12 @@ class Preprocessor:
         """Evaluation cold-start bucket (training-day count) of each id of one side."""
         return cold_bucket(self.train_count(f"{side}_id", as_strings(ids)))
 
+    def scene_positions(self, scene_raw: np.ndarray) -> np.ndarray:
+        """Each raw scene's index in `scenes`, -1 for a scene the training days never showed (a
+        binary search: an Index look-up cost 0.15 ms of a 100-row request)."""
+        at = np.minimum(np.searchsorted(self._scene_sorted, scene_raw), len(self.scenes) - 1)
+        return np.where(self._scene_sorted[at] == scene_raw, self._scene_order[at], -1)
+
     def no_history(self, scene: np.ndarray) -> np.ndarray:
         """[B, n_dense]: each row's standardised dense input had its keys no history (by scene index)."""
         return np.asarray(self.state["no_history"], dtype=np.float32)[scene]
@@ -204,7 +211,7 @@ class Preprocessor:
         x[:, self.log_mask] = np.log1p(np.maximum(x[:, self.log_mask], 0.0))
         x = (x - self.mean) / self.std
         scene_raw = as_numpy(batch.column("scene"), -1, np.int64)
-        scene = self.scene_index.get_indexer(scene_raw).astype(np.int64)
+        scene = self.scene_positions(scene_raw)
         if (scene < 0).any():
             unknown = sorted(set(scene_raw[scene < 0].tolist()))
             raise TrainerError(f"scene(s) {unknown} never appear on the training days (known: {self.scenes})")
@@ -265,4 +272,11 @@ def _frequent(counts: dict[str, int], min_count: int, limit: int) -> list[str]:
 
 
 def _dense_matrix(batch: pa.RecordBatch) -> np.ndarray:
-    return np.stack([as_numpy(batch.column(c), 0, np.float32) for c in DENSE_COLUMNS], axis=1)
+    """[rows, DENSE_COLUMNS] float32, nulls as 0: one conversion of the whole block (a column at a
+    time cost 0.7 ms of a 100-row request)."""
+    block = batch.select(DENSE_COLUMNS)
+    x = np.asarray(block.to_tensor(null_to_nan=True))
+    if np.isnan(x).any():  # nulls (or NaNs of their own): fill the nulls alone, column by column
+        columns = [pc.fill_null(c, 0) if c.null_count else c for c in block.columns]
+        x = np.asarray(pa.RecordBatch.from_arrays(columns, names=block.schema.names).to_tensor())
+    return x.astype(np.float32)

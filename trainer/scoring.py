@@ -62,7 +62,8 @@ def to_model(arrays: dict, features: Features, device) -> dict:
 @torch.inference_mode()  # no autograd bookkeeping at all, not just no gradients
 def score(model, batches, features: Features, device) -> dict[str, np.ndarray]:
     """Own-scene click probabilities (float64) of every row, with what the metrics need of it."""
-    model.eval()
+    if model.training:  # eval() walks every module: a service would pay it on every request
+        model.eval()
     out: dict[str, list[np.ndarray]] = {}
     for arrays in batches:
         batch = to_model(arrays, features, device)

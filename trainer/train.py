@@ -55,7 +55,7 @@ def training_ctr(p: Prepared) -> dict:
     clicks = np.zeros(len(p.prep.scenes))
     rows = np.zeros(len(p.prep.scenes))
     for batch in p.table.batches(p.split["train_days"], ["label", "scene"]):
-        idx = p.prep.scene_index.get_indexer(batch.column("scene").to_numpy())
+        idx = p.prep.scene_positions(batch.column("scene").to_numpy())
         np.add.at(rows, idx, 1)
         np.add.at(clicks, idx, batch.column("label").to_numpy(zero_copy_only=False))
     return M.click_rates(clicks, rows)
