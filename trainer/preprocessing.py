@@ -59,8 +59,7 @@ class Preprocessor:
         self.std = np.asarray(state["std"], dtype=np.float32)
         self.log_mask = np.isin(state["dense_columns"], state["log_columns"])
         self.scenes = list(state["scenes"])
-        self._scene_order = np.argsort(np.asarray(self.scenes, dtype=np.int64), kind="stable")
-        self._scene_sorted = np.asarray(self.scenes, dtype=np.int64)[self._scene_order]
+        self._scene_values = np.asarray(self.scenes, dtype=np.int64)  # sorted: `fit` writes them so
         self.hash_buckets = int(state["hash_buckets"])
         self.vocab = {f: pd.Index(v, dtype=object) for f, v in vocab.items()}
         self.counts = {f: (pd.Index(ids, dtype=object), np.asarray(n, np.int64)) for f, (ids, n) in counts.items()}
@@ -199,8 +198,8 @@ class Preprocessor:
     def scene_positions(self, scene_raw: np.ndarray) -> np.ndarray:
         """Each raw scene's index in `scenes`, -1 for a scene the training days never showed (a
         binary search: an Index look-up cost 0.15 ms of a 100-row request)."""
-        at = np.minimum(np.searchsorted(self._scene_sorted, scene_raw), len(self.scenes) - 1)
-        return np.where(self._scene_sorted[at] == scene_raw, self._scene_order[at], -1)
+        at = np.minimum(np.searchsorted(self._scene_values, scene_raw), len(self.scenes) - 1)
+        return np.where(self._scene_values[at] == scene_raw, at, -1)
 
     def no_history(self, scene: np.ndarray) -> np.ndarray:
         """[B, n_dense]: each row's standardised dense input had its keys no history (by scene index)."""
